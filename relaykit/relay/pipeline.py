@@ -1,0 +1,403 @@
+"""The request pipeline: the one place where the stage order lives.
+
+    auth (cached token) -> model access -> price -> hold (writer thread)
+      -> select channel -> passthrough or convert via the hub -> forward
+      -> retry on another channel while nothing reached the client
+      -> answer (JSON, or a stream relayed chunk by chunk, metering as it goes)
+      -> settle the hold to the actual cost + ledger entry + log row (one transaction)
+
+Handlers call ``Pipeline.chat`` and render what it returns.  Every exit path after the
+hold (success, upstream failure, client disconnect, error mid-stream) goes through
+``_settle`` exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from ..dialects import openai_chat
+from ..dialects.hub import UpstreamStreamError
+from ..dialects.registry import dialect as dialect_module
+from ..dialects.sse import SSEParser
+from ..domain import Channel, Price, Usage
+from ..errors import (InvalidRequest, ModelNotFound, PermissionDenied, RateLimited, RelayError,
+                      UpstreamError)
+from ..settings import Settings
+from ..store import billing
+from ..store.billing import HoldTicket
+from ..store.store import Store
+from . import pricing
+from .auth import Caller, check_model
+from .channels import kind_for
+from .meter import IMAGE_TOKENS, MESSAGE_OVERHEAD, estimate_tokens, usage_from_hub
+from .select import Router
+from .upstream import Reply, UpstreamPool
+
+log = logging.getLogger("relaykit.relay")
+
+ERROR_BODY_LIMIT = 1024 * 1024
+NO_RETRY_STATUSES = frozenset({400, 404, 413, 422})
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One client request, decoded only as far as routing needs."""
+
+    dialect: str               # the client's dialect (a relaykit.dialects module NAME)
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    caller: Caller
+    client_ip: str = ""
+    include_usage: bool = False  # the client asked for usage in its stream
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(slots=True)
+class JsonReply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamReply:
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Run:
+    """What the pipeline learns while serving one call (for settlement and the log)."""
+
+    call: ChatCall
+    ticket: HoldTicket
+    price: Price
+    group_ratio: Decimal
+    prompt_estimate: int
+    started: float
+    channel: Channel | None = None
+    upstream_model: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    first_byte_ms: int | None = None
+    delivered: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    settled: bool = False
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, pool: UpstreamPool, router: Router,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.router = router
+        self.clock = clock
+        self.monotonic = monotonic
+
+    # ------------------------------------------------------------------ stages before forwarding
+
+    def _route(self, call: ChatCall) -> tuple[list[Channel], Price, Decimal]:
+        check_model(call.caller, call.model)
+        group = self.settings.groups.get(call.caller.group)
+        if group is None:
+            raise PermissionDenied(f"Your group '{call.caller.group}' is not configured on this relay.",
+                                   code="group_not_found")
+        plan = self.router.plan(group.name, call.model)
+        if not plan:
+            if self.router.serves_anywhere(call.model):
+                raise ModelNotFound(f"The model '{call.model}' is not available in your group.")
+            raise ModelNotFound(f"The model '{call.model}' does not exist or is not served by this relay.")
+        price = self.settings.prices.get(call.model)
+        if price is None:
+            raise InvalidRequest(f"The model '{call.model}' has no price configured, so it cannot be used; "
+                                 "ask the operator to price it.", code="model_not_priced")
+        return plan, price, group.ratio
+
+    def _estimate_prompt(self, call: ChatCall) -> int:
+        hub = self._to_hub_request(call)
+        text, images = openai_chat.prompt_text(hub)
+        return estimate_tokens(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD * len(hub.get("messages") or ())
+
+    def _to_hub_request(self, call: ChatCall) -> dict[str, Any]:
+        if call.dialect == openai_chat.NAME:
+            return call.body
+        try:
+            return dict(dialect_module(call.dialect).request_to_hub(call.body, model=call.model))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    async def chat(self, call: ChatCall) -> JsonReply | StreamReply:
+        plan, price, group_ratio = self._route(call)
+        hub_request = self._to_hub_request(call)
+        text, images = openai_chat.prompt_text(hub_request)
+        prompt_estimate = (estimate_tokens(text) + images * IMAGE_TOKENS
+                           + MESSAGE_OVERHEAD * len(hub_request.get("messages") or ()))
+        max_out = openai_chat.max_output_tokens(hub_request) or self.settings.billing.default_max_tokens
+        hold = pricing.hold_quota(price, group_ratio, self.settings.billing.quota_per_usd,
+                                  prompt_tokens=prompt_estimate, max_output_tokens=max_out)
+        ticket = await self.store.write(partial(
+            billing.place_hold, request_id=call.request_id, user_id=call.caller.user.id,
+            token_id=call.caller.token.id, token_limited=not call.caller.token.unlimited, amount=hold,
+            model=call.model))
+        run = _Run(call, ticket, price, group_ratio, prompt_estimate, self.monotonic())
+        try:
+            reply, up_dialect = await self._forward(run, plan, hub_request)
+        except BaseException as exc:
+            await self._settle(run, status=getattr(exc, "status", 500), error=str(exc)[:255], charge=False)
+            raise
+        if call.stream:
+            return StreamReply(self._relay_stream(run, reply, up_dialect), self._headers(run, stream=True))
+        try:
+            return await self._relay_json(run, reply, up_dialect)
+        except BaseException as exc:
+            await self._settle(run, status=getattr(exc, "status", 500), error=str(exc)[:255], charge=False)
+            raise
+
+    # ------------------------------------------------------------------ forwarding with retry
+
+    def _upstream_body(self, call: ChatCall, hub_request: dict[str, Any], up_dialect: str, model: str) -> bytes:
+        if up_dialect == call.dialect:
+            body = dict(call.body)
+            body["model"] = model
+            if up_dialect == openai_chat.NAME and call.stream:
+                so = dict(body.get("stream_options") or {})
+                so["include_usage"] = True  # always meter; the usage chunk is dropped if not asked
+                body["stream_options"] = so
+            return orjson.dumps(body)
+        hub = dict(hub_request)
+        hub["stream"] = call.stream
+        if call.stream:
+            hub["stream_options"] = {"include_usage": True}
+        return orjson.dumps(dialect_module(up_dialect).request_from_hub(hub, model=model))
+
+    async def _forward(self, run: _Run, plan: list[Channel], hub_request: dict[str, Any]) -> tuple[Reply, str]:
+        call = run.call
+        last: RelayError | None = None
+        for channel in plan[: self.settings.retry.max_attempts]:
+            kind = kind_for(channel.type)
+            assert kind is not None  # the router only plans known types
+            model = channel.upstream_model(call.model)
+            body = self._upstream_body(call, hub_request, kind.dialect, model)
+            key = self.router.next_key(channel)
+            t0 = self.monotonic()
+            run.channel, run.upstream_model = channel, model
+            try:
+                reply = await kind.open_chat(self.pool, channel, key, body, call.stream)
+            except UpstreamError as exc:
+                run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
+                                     "error": exc.message})
+                last = exc
+                continue
+            run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
+            if reply.status < 400:
+                return reply, kind.dialect
+            last = await self._upstream_failure(reply, channel)
+            if reply.status in NO_RETRY_STATUSES or (400 <= reply.status < 500 and reply.status not in (401, 403, 408, 409, 429)):
+                raise last
+        raise last or UpstreamError("No upstream channel could serve this request.")
+
+    async def _upstream_failure(self, reply: Reply, channel: Channel) -> RelayError:
+        status = reply.status
+        try:
+            raw = await reply.read(ERROR_BODY_LIMIT)
+        except RelayError:
+            raw = b""
+        finally:
+            reply.close()
+        message = _error_message(raw)
+        for key in channel.keys:  # exact-value redaction: an upstream may echo the key
+            if key:
+                message = message.replace(key, "[redacted]")
+        if status in (401, 403):
+            return UpstreamError("The upstream provider rejected relaykit's credentials; the operator has "
+                                 "been told.", status=502)
+        if status == 429:
+            retry_after = reply.headers.get("Retry-After")
+            return RateLimited("The upstream provider is rate limiting requests; try again shortly.",
+                               code="upstream_rate_limited",
+                               headers={"Retry-After": retry_after} if retry_after else None)
+        if status >= 500:
+            return UpstreamError(f"The upstream provider failed with status {status}.", status=502)
+        err = InvalidRequest(f"The upstream provider refused the request: {message}" if message
+                             else f"The upstream provider refused the request with status {status}.")
+        err.status = status
+        return err
+
+    # ------------------------------------------------------------------ answering
+
+    def _headers(self, run: _Run, *, stream: bool) -> dict[str, str]:
+        h = {"X-Request-Id": run.call.request_id}
+        if stream:
+            h.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                      "X-Accel-Buffering": "no"})
+        else:
+            h["Content-Type"] = "application/json"
+        return h
+
+    async def _relay_json(self, run: _Run, reply: Reply, up_dialect: str) -> JsonReply:
+        call = run.call
+        try:
+            raw = await reply.read()
+        finally:
+            reply.close()
+        run.first_byte_ms = self._ms(run.started)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The upstream answered with something that is not JSON.", retryable=False) from None
+        if not isinstance(body, dict):
+            raise UpstreamError("The upstream answered with an unexpected JSON value.", retryable=False)
+        rid, created = "chatcmpl-" + call.request_id, int(self.clock())
+        try:
+            hub = dialect_module(up_dialect).response_to_hub(body, model=run.upstream_model, response_id=rid,
+                                                            created=created)
+        except UpstreamStreamError as exc:
+            raise UpstreamError(exc.message, retryable=False) from None
+        except (KeyError, TypeError, ValueError):
+            raise UpstreamError("The upstream answered with a response relaykit cannot read.",
+                                retryable=False) from None
+        run.usage = usage_from_hub(openai_chat.usage_from_body(hub.get("usage")))
+        run.delivered.append(openai_chat.delta_text(hub))
+        if up_dialect == call.dialect:
+            out = raw
+        else:
+            out = orjson.dumps(dialect_module(call.dialect).response_from_hub(hub, model=call.model))
+        await self._settle(run, status=200)
+        return JsonReply(200, out, self._headers(run, stream=False))
+
+    async def _relay_stream(self, run: _Run, reply: Reply, up_dialect: str) -> AsyncIterator[bytes]:
+        call = run.call
+        passthrough = up_dialect == call.dialect
+        rid, created = "chatcmpl-" + call.request_id, int(self.clock())
+        upstream = dialect_module(up_dialect).StreamToHub(model=run.upstream_model, response_id=rid, created=created)
+        if call.dialect == openai_chat.NAME:
+            client = openai_chat.StreamFromHub(model=call.model, response_id=rid, created=created,
+                                               include_usage=call.include_usage)
+        else:
+            client = dialect_module(call.dialect).StreamFromHub(model=call.model, response_id=rid, created=created)
+        parser = SSEParser()
+        status, error = 200, ""
+        try:
+            async for raw in reply.chunks():
+                if run.first_byte_ms is None:
+                    run.first_byte_ms = self._ms(run.started)
+                out: list[bytes] = []
+                for ev in parser.feed(raw):
+                    hub_chunks = upstream.feed(ev.event, ev.data)
+                    for ch in hub_chunks:
+                        self._meter(run, ch)
+                    if passthrough:
+                        if not (call.dialect == openai_chat.NAME and not call.include_usage
+                                and any(_usage_only(ch) for ch in hub_chunks)):
+                            out.append(ev.raw)
+                    else:
+                        out.extend(client.feed(ch) for ch in hub_chunks)
+                if out:
+                    yield b"".join(out)
+            tail: list[bytes] = []
+            for ev in parser.flush():
+                for ch in upstream.feed(ev.event, ev.data):
+                    self._meter(run, ch)
+                    if not passthrough:
+                        tail.append(client.feed(ch))
+            for ch in upstream.finish():
+                self._meter(run, ch)
+                if not passthrough:
+                    tail.append(client.feed(ch))
+            if not passthrough:
+                tail.append(client.close())
+            if tail:
+                yield b"".join(tail)
+        except (UpstreamStreamError, RelayError) as exc:
+            status = getattr(exc, "status", 502)
+            error = exc.message
+            yield client.error(exc.message, status)
+        except (asyncio.CancelledError, GeneratorExit, ConnectionError):
+            status, error = 499, "client closed the connection"
+            raise
+        finally:
+            reply.close()
+            await self._settle(run, status=status, error=error, charge=True)
+
+    def _meter(self, run: _Run, chunk: dict[str, Any]) -> None:
+        u = chunk.get("usage")
+        if u:
+            got = usage_from_hub(openai_chat.usage_from_body(u))
+            if got is not None:
+                run.usage = got
+        text = openai_chat.delta_text(chunk)
+        if text:
+            run.delivered.append(text)
+
+    # ------------------------------------------------------------------ settlement
+
+    async def _settle(self, run: _Run, *, status: int, error: str = "", charge: bool = True) -> None:
+        if run.settled:
+            return
+        run.settled = True
+        delivered = "".join(run.delivered)
+        usage = run.usage
+        if usage is None and charge and (delivered or status == 200):
+            usage = Usage(prompt_tokens=run.prompt_estimate, completion_tokens=estimate_tokens(delivered),
+                          estimated=True)
+        if not charge and not delivered:
+            usage = None
+        actual = (pricing.quota_for(usage, run.price, run.group_ratio, self.settings.billing.quota_per_usd)
+                  if usage is not None else 0)
+        call = run.call
+        u = usage or Usage()
+        row = {
+            "request_id": call.request_id, "user_id": call.caller.user.id, "token_id": call.caller.token.id,
+            "token_name": call.caller.token.name, "model": call.model, "upstream_model": run.upstream_model,
+            "channel": run.channel.name if run.channel else "", "dialect": call.dialect,
+            "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "cache_read_tokens": u.cache_read_tokens, "cache_write_tokens": u.cache_write_tokens,
+            "quota": actual, "latency_ms": self._ms(run.started), "first_byte_ms": run.first_byte_ms,
+            "stream": call.stream, "estimated": u.estimated, "status": status, "error": error[:255],
+            "attempts": orjson.dumps(run.attempts).decode(), "client_ip": call.client_ip[:64],
+            "created_at": self.clock(),
+        }
+        fut = self.store.writer.submit(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
+        try:
+            await asyncio.shield(asyncio.wrap_future(fut))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("settlement of request %s failed; its hold stays open for recovery", call.request_id)
+
+    def _ms(self, since: float) -> int:
+        return int((self.monotonic() - since) * 1000)
+
+
+def _usage_only(chunk: dict[str, Any]) -> bool:
+    return not chunk.get("choices") and bool(chunk.get("usage"))
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:500]
+        if isinstance(err, str):
+            return err[:500]
+    return ""
+
+
+def describe(module: ModuleType) -> str:
+    return getattr(module, "NAME", module.__name__)

@@ -1,0 +1,72 @@
+"""Channel selection (SPEC: token's group -> channels serving the model -> highest
+priority tier -> weighted random) and upstream key rotation.
+
+The router is rebuilt from settings (start, SIGHUP) and told which channels the operator
+disabled at run time; everything it answers comes from memory.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from ..domain import Channel
+from .channels import kind_for
+
+
+class Router:
+    def __init__(self, channels: tuple[Channel, ...], rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self._channels = tuple(c for c in channels if kind_for(c.type) is not None)
+        self.disabled: frozenset[str] = frozenset()
+        self._key_turn: dict[str, int] = defaultdict(int)
+        index: dict[tuple[str, str], list[Channel]] = defaultdict(list)
+        for ch in self._channels:
+            for group in ch.groups:
+                for model in ch.client_models():
+                    index[(group, model)].append(ch)
+        self._index = dict(index)
+
+    def usable(self, ch: Channel) -> bool:
+        return ch.enabled and ch.name not in self.disabled
+
+    def models_for(self, group: str) -> list[str]:
+        return sorted({m for (g, m), chans in self._index.items() if g == group and any(map(self.usable, chans))})
+
+    def serves_anywhere(self, model: str) -> bool:
+        return any(m == model for (_, m) in self._index)
+
+    def plan(self, group: str, model: str) -> list[Channel]:
+        """Channels to try in order: tiers by descending priority, weighted shuffle inside."""
+        chans = [c for c in self._index.get((group, model), ()) if self.usable(c)]
+        tiers: dict[int, list[Channel]] = defaultdict(list)
+        for c in chans:
+            tiers[c.priority].append(c)
+        order: list[Channel] = []
+        for prio in sorted(tiers, reverse=True):
+            order.extend(self._weighted_shuffle(tiers[prio]))
+        return order
+
+    def _weighted_shuffle(self, chans: list[Channel]) -> list[Channel]:
+        pool = [c for c in chans if c.weight > 0]
+        out: list[Channel] = []
+        while pool:
+            total = sum(c.weight for c in pool)
+            pick = self._rng.uniform(0, total)
+            acc = 0.0
+            for i, c in enumerate(pool):
+                acc += c.weight
+                if pick <= acc:
+                    out.append(pool.pop(i))
+                    break
+            else:
+                out.append(pool.pop())
+        out.extend(c for c in chans if c.weight <= 0)
+        return out
+
+    def next_key(self, ch: Channel) -> str:
+        if not ch.keys:
+            return ""
+        turn = self._key_turn[ch.name]
+        self._key_turn[ch.name] = turn + 1
+        return ch.keys[turn % len(ch.keys)]

@@ -1,0 +1,130 @@
+"""Talking to upstreams: one pooled keep-alive aiohttp session per upstream origin, and
+the reply object the pipeline reads (status, headers, body or chunks).
+
+Timeouts follow RELIABILITY §3.1: a connect deadline, a first-byte deadline for the
+response headers, and an idle deadline between body chunks (``sock_read``); there is no
+total deadline, so long healthy streams live.  Redirects are never followed: the
+upstream host comes only from the operator's config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ..domain import Timeouts
+from ..errors import UpstreamError, UpstreamTimeout
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class Reply(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self, limit: int = MAX_BODY_BYTES) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class HttpReply:
+    __slots__ = ("_resp", "status", "headers", "_idle")
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+        self._idle = idle
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_any():
+                yield chunk
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(f"The upstream sent nothing for {self._idle:g} seconds.") from None
+        except aiohttp.ClientError:
+            raise UpstreamError("The upstream connection broke mid-response.", retryable=False) from None
+
+    async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamError("The upstream response is larger than relaykit accepts.", retryable=False)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class UpstreamPool:
+    """One ClientSession per upstream origin, created on first use, closed on shutdown."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def session(self, url: str) -> aiohttp.ClientSession:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        sess = self._sessions.get(origin)
+        if sess is None or sess.closed:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+            sess = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                         skip_auto_headers=("User-Agent",), trust_env=False)
+            self._sessions[origin] = sess
+        return sess
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
+            await s.close()
+
+    async def post(self, url: str, *, headers: Mapping[str, str], body: bytes, timeouts: Timeouts) -> HttpReply:
+        sess = self.session(url)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        try:
+            resp = await asyncio.wait_for(
+                sess.post(url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False),
+                timeout=timeouts.connect + timeouts.first_byte)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"The upstream did not answer within {timeouts.first_byte:g} seconds.") from None
+        except aiohttp.ClientConnectorError:
+            raise UpstreamError("The upstream could not be reached.") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"The upstream request failed ({type(exc).__name__}).") from None
+        return HttpReply(resp, timeouts.idle)
+
+
+class BytesReply:
+    """A reply produced in-process (the mock channel), shaped like an HTTP one."""
+
+    def __init__(self, status: int, body: bytes | None = None, stream: AsyncIterator[bytes] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.status = status
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self._body = body
+        self._stream = stream
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._stream is not None:
+            async for c in self._stream:
+                yield c
+        elif self._body is not None:
+            yield self._body
+
+    async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:
+        return b"".join([c async for c in self.chunks()])
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None and hasattr(stream, "aclose"):
+            agen: Any = stream
+            asyncio.ensure_future(agen.aclose())

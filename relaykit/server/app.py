@@ -1,0 +1,75 @@
+"""The aiohttp application factory.
+
+``create_app`` is handed everything it needs (settings, store), so tests build the app
+without the CLI.  The app's lifecycle starts the store (migrations, recovery of holds left
+open by a crash, writer thread, caches) and closes upstream sessions and the writer on
+shutdown, after in-flight requests have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from ..store import billing
+from ..store import logs as logs_repo
+from ..store.store import Store
+from ..settings import Settings
+from . import openai_routes
+from .middleware import errors
+from .services import SERVICES, Services
+
+log = logging.getLogger("relaykit.server")
+MB = 1024 * 1024
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def create_app(settings: Settings, store: Store, *, rng: random.Random | None = None,
+               clock: Callable[[], float] = time.time, recover_holds: bool = True) -> web.Application:
+    app = web.Application(client_max_size=int(settings.server.max_body_mb * MB), middlewares=[errors],
+                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
+    app[SERVICES] = Services.build(settings, store, rng=rng, clock=clock)
+
+    app.router.add_get("/", openai_routes.root)
+    app.router.add_post("/v1/chat/completions", openai_routes.chat_completions)
+    app.router.add_get("/v1/models", openai_routes.list_models)
+    app.router.add_get("/v1/models/{model}", openai_routes.get_model)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        svc = app[SERVICES]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, store.migrate)
+        if recover_holds:
+            released = await loop.run_in_executor(None, store.tx, billing.release_stale_holds)
+            if released:
+                log.warning("released %d holds left open by an earlier run", released)
+        store.start()
+        pruner = asyncio.create_task(_prune_forever(svc))
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            await svc.pool.close()
+            await loop.run_in_executor(None, store.stop)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _prune_forever(svc: Services) -> None:
+    """Automatic pruning of request logs past ``logs.retention_days`` (never money rows)."""
+    seconds = svc.settings.logs.retention_days * 86400
+    if seconds <= 0:
+        return
+    while True:
+        try:
+            while await svc.store.write(lambda t: logs_repo.prune(t, seconds)):
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("log pruning failed")
+        await asyncio.sleep(PRUNE_EVERY_SECONDS)

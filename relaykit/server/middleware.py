@@ -1,0 +1,45 @@
+"""Middleware: the one place where errors become responses (in the route's dialect),
+request bodies are size-checked before they are read, and nothing escapes as a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..dialects import openai_chat
+from ..errors import MethodNotAllowed, NotFoundError, PayloadTooLarge, RelayError
+from .render import DIALECT_KEY, error_response
+
+log = logging.getLogger("relaykit.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    dialect = openai_chat.NAME
+    try:
+        resource = request.match_info.route.resource
+        dialect = getattr(request.match_info.handler, "dialect", None) or request.get(DIALECT_KEY) or dialect
+        if resource is None or isinstance(request.match_info.http_exception, web.HTTPNotFound):
+            raise NotFoundError(f"There is no endpoint {request.method} {request.path} on this relay.",
+                                code="unknown_url")
+        limit = request.app._client_max_size  # noqa: SLF001 - aiohttp keeps it private
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"The request body is larger than the relay accepts ({limit // (1024 * 1024)} MB).")
+        return await handler(request)
+    except RelayError as err:
+        return error_response(request.get(DIALECT_KEY, dialect), err)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size  # noqa: SLF001
+        return error_response(request.get(DIALECT_KEY, dialect), PayloadTooLarge(
+            f"The request body is larger than the relay accepts ({limit // (1024 * 1024)} MB)."))
+    except web.HTTPMethodNotAllowed:
+        return error_response(dialect, MethodNotAllowed(f"{request.method} is not allowed on {request.path}."))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request.get(DIALECT_KEY, dialect),
+                              RelayError("relaykit hit an internal error; the operator can find it in the log."))

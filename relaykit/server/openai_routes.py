@@ -1,0 +1,75 @@
+"""OpenAI-dialect handlers: chat completions and the model list.  Thin: parse, call the
+pipeline, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..dialects import openai_chat
+from ..errors import InvalidRequest, ModelNotFound
+from ..relay.auth import Caller, extract_key
+from ..relay.pipeline import ChatCall
+from .body import read_json
+from .render import send
+from .services import Services, services
+
+
+def dialect(name: str) -> Any:
+    def mark(fn: Any) -> Any:
+        fn.dialect = name
+        return fn
+    return mark
+
+
+async def authenticate(request: web.Request) -> tuple[Services, Caller]:
+    svc = services(request)
+    caller = await svc.auth.authenticate(extract_key(request.headers, request.query), request.remote)
+    return svc, caller
+
+
+@dialect(openai_chat.NAME)
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    svc, caller = await authenticate(request)
+    body = await read_json(request)
+    problem = openai_chat.validate_request(body)
+    if problem:
+        raise InvalidRequest(problem)
+    call = ChatCall(openai_chat.NAME, body, body["model"], bool(body.get("stream", False)), caller,
+                    request.remote or "", include_usage=openai_chat.wants_usage(body))
+    return await send(request, await svc.pipeline.chat(call))
+
+
+def models_for(svc: Services, caller: Caller) -> list[str]:
+    """Exactly the models this token may use: served in its group, priced, allowed."""
+    names = [m for m in svc.router.models_for(caller.group) if m in svc.settings.prices]
+    if caller.token.models:
+        names = [m for m in names if m in caller.token.models]
+    return names
+
+
+def _model_obj(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "relaykit"}
+
+
+@dialect(openai_chat.NAME)
+async def list_models(request: web.Request) -> web.Response:
+    svc, caller = await authenticate(request)
+    data = [_model_obj(m) for m in models_for(svc, caller)]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+@dialect(openai_chat.NAME)
+async def get_model(request: web.Request) -> web.Response:
+    svc, caller = await authenticate(request)
+    name = request.match_info["model"]
+    if name not in models_for(svc, caller):
+        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.")
+    return web.Response(body=orjson.dumps(_model_obj(name)), content_type="application/json")
+
+
+async def root(request: web.Request) -> web.Response:
+    """Coding agents probe the root without a key; answer kindly and reveal nothing."""
+    return web.json_response({"name": "relaykit", "status": "ok"})

@@ -1,0 +1,42 @@
+"""Everything a handler needs, built once per app and stored on it (no module globals)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..relay.auth import Authenticator
+from ..relay.pipeline import Pipeline
+from ..relay.select import Router
+from ..relay.upstream import UpstreamPool
+from ..settings import Settings
+from ..store.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    pool: UpstreamPool
+    router: Router
+    auth: Authenticator
+    pipeline: Pipeline
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, *, rng: random.Random | None = None,
+              clock: Callable[[], float] = time.time) -> Services:
+        pool = UpstreamPool()
+        router = Router(settings.channels, rng)
+        return cls(settings, store, pool, router, Authenticator(store.cache, clock),
+                   Pipeline(settings, store, pool, router, clock=clock))
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("relaykit.services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

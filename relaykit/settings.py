@@ -1,0 +1,477 @@
+"""YAML configuration -> validated, frozen settings (SPEC §2).
+
+Every problem is collected (not raised one at a time) with the line it came from, so
+``relaykit config check`` can print them all and ``serve`` can refuse to start on errors.
+``${VAR}`` references are resolved from the environment; prices are accepted in either
+notation (USD per 1M tokens, or one-api ratios) and normalised to ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+
+from .domain import CHANNEL_TYPES, Channel, Group, Price, Timeouts
+from .errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_QUOTA_PER_USD = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int | None
+    message: str
+    severity: str = "error"  # "error" or "warning"
+
+    def render(self, path: str) -> str:
+        where = f"{path} line {self.line}" if self.line else path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_body_mb: float = 32.0
+    drain_seconds: float = 30.0
+    expose_overhead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    quota_per_usd: int = DEFAULT_QUOTA_PER_USD
+    default_max_tokens: int = 4096
+    checkin_enabled: bool = False
+    checkin_min_usd: Decimal = Decimal("0.002")
+    checkin_max_usd: Decimal = Decimal("0.02")
+
+
+@dataclass(frozen=True, slots=True)
+class LogsSettings:
+    retention_days: float = 7.0
+    store_bodies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    path: str
+    database_url: str
+    redis_url: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    logs: LogsSettings = field(default_factory=LogsSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    groups: dict[str, Group] = field(default_factory=dict)
+    prices: dict[str, Price] = field(default_factory=dict)
+    channels: tuple[Channel, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def channel(self, name: str) -> Channel | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("RELAYKIT_DATA_DIR") or platformdirs.user_data_dir("relaykit"))
+
+
+def resolve_config_path(explicit: str | None) -> Path:
+    """--config, else $RELAYKIT_CONFIG, else ./relaykit.yaml, else the user config dir."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("RELAYKIT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("relaykit.yaml")
+    if local.exists():
+        return local
+    return Path(platformdirs.user_config_dir("relaykit")) / "relaykit.yaml"
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+class _Tree:
+    """Plain Python values plus the source line of every mapping key / sequence item."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+
+    def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in out:
+                    raise _LineError(key_node.start_mark.line + 1, f"duplicate key '{key}'")
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, path + (key,))
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+class _LineError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML text; raise ConfigError naming the line on a syntax error."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = (exc.problem or exc.context or "invalid YAML").strip()
+        raise ConfigError(f"line {line}: YAML syntax error: {what}") from None
+    tree = _Tree()
+    if node is None:
+        return {}, tree.lines
+    try:
+        return tree.build(node, ()), tree.lines
+    except _LineError as exc:
+        raise ConfigError(f"line {exc.line}: {exc.message}") from None
+
+
+# --------------------------------------------------------------------------- validation
+
+_TOP = {"server", "database", "redis", "billing", "logs", "retry", "groups", "models", "channels"}
+_SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
+_BILLING = {"quota_per_usd", "default_max_tokens", "checkin"}
+_CHECKIN = {"enabled", "min_usd", "max_usd"}
+_LOGS = {"retention_days", "store_bodies"}
+_CHANNEL = {"name", "type", "base_url", "keys", "models", "model_map", "groups", "priority",
+            "weight", "timeouts", "enabled", "api_version"}
+_PRICE_USD = {"input", "output", "cache_read", "cache_write"}
+_PRICE_RATIO = {"ratio", "completion_ratio", "cache_read_ratio", "cache_write_ratio"}
+_PRICE = _PRICE_USD | _PRICE_RATIO | {"per_call"}
+
+
+class _Validator:
+    def __init__(self, lines: dict[tuple[Any, ...], int], env: dict[str, str]) -> None:
+        self.lines = lines
+        self.env = env
+        self.problems: list[Problem] = []
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def err(self, path: tuple[Any, ...], msg: str) -> None:
+        self.problems.append(Problem(self.line(path), msg))
+
+    def warn(self, path: tuple[Any, ...], msg: str) -> None:
+        self.problems.append(Problem(self.line(path), msg, "warning"))
+
+    def mapping(self, value: Any, path: tuple[Any, ...], allowed: set[str], what: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"{what} must be a mapping")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.err(path + (key,), f"unknown key '{key}' in {what}")
+        return value
+
+    def number(self, value: Any, path: tuple[Any, ...], what: str, *, integer: bool = False,
+               minimum: float | None = 0) -> Any:
+        ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if not ok:
+            self.err(path, f"{what} must be {'an integer' if integer else 'a number'}, not {value!r}")
+            return None
+        if minimum is not None and value < minimum:
+            self.err(path, f"{what} must be at least {minimum}")
+            return None
+        return value
+
+    def decimal(self, value: Any, path: tuple[Any, ...], what: str) -> Decimal | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            self.err(path, f"{what} must be a number, not {value!r}")
+            return None
+        try:
+            dec = Decimal(str(value))
+        except InvalidOperation:
+            self.err(path, f"{what} must be a number, not {value!r}")
+            return None
+        if dec < 0 or not dec.is_finite():
+            self.err(path, f"{what} must be a non-negative number")
+            return None
+        return dec
+
+    def text(self, value: Any, path: tuple[Any, ...], what: str) -> str | None:
+        if not isinstance(value, str) or not value:
+            self.err(path, f"{what} must be a non-empty string")
+            return None
+        return value
+
+    def expand(self, value: str, path: tuple[Any, ...], what: str) -> str | None:
+        """Replace ${VAR}; an unset variable is a warning and makes the value unusable."""
+        missing = [m for m in _VAR.findall(value) if m not in self.env]
+        if missing:
+            self.warn(path, f"{what} uses ${{{missing[0]}}}, which is not set in the environment")
+            return None
+        return _VAR.sub(lambda m: self.env[m.group(1)], value)
+
+    def string_list(self, value: Any, path: tuple[Any, ...], what: str) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.err(path, f"{what} must be a list of strings")
+            return []
+        return list(value)
+
+
+def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price | None:
+    spec = v.mapping(spec, path, _PRICE, f"price of model '{name}'")
+    if not spec:
+        v.err(path, f"model '{name}' needs a price (input/output, ratio/completion_ratio or per_call)")
+        return None
+    vals = {k: v.decimal(spec[k], path + (k,), f"{k} of model '{name}'") for k in spec if k in _PRICE}
+    if any(val is None for val in vals.values()):
+        return None
+    usd = _PRICE_USD & vals.keys()
+    ratio = _PRICE_RATIO & vals.keys()
+    if usd and ratio:
+        v.err(path, f"model '{name}' mixes USD prices ({', '.join(sorted(usd))}) with ratios "
+                    f"({', '.join(sorted(ratio))}); use one notation")
+        return None
+    per_call = vals.get("per_call")
+    if per_call is not None and (usd or ratio):
+        v.err(path, f"model '{name}' has per_call and token prices; use one")
+        return None
+    if per_call is not None:
+        return Price(model=name, per_call_usd=per_call)
+    if usd:
+        if "input" not in vals:
+            v.err(path, f"model '{name}' has USD prices but no 'input' price")
+            return None
+        inp = vals["input"]
+        assert inp is not None
+        if inp == 0:
+            if any(vals.get(k) for k in ("output", "cache_read", "cache_write")):
+                v.err(path, f"model '{name}' has an input price of 0 but other prices; give it a "
+                            "non-zero input price or use ratios")
+                return None
+            return Price(model=name)
+
+        def rel(key: str, default: Decimal) -> Decimal:
+            got = vals.get(key)
+            return default if got is None else got / inp
+
+        return Price(model=name, model_ratio=inp / 2, completion_ratio=rel("output", Decimal(1)),
+                     cache_read_ratio=rel("cache_read", Decimal(1)),
+                     cache_write_ratio=rel("cache_write", Decimal(1)))
+    if "ratio" not in vals:
+        v.err(path, f"model '{name}' has ratios but no 'ratio'")
+        return None
+    one = Decimal(1)
+    return Price(model=name, model_ratio=vals["ratio"] or Decimal(0),
+                 completion_ratio=vals.get("completion_ratio", one) or Decimal(0),
+                 cache_read_ratio=vals.get("cache_read_ratio", one) or Decimal(0),
+                 cache_write_ratio=vals.get("cache_write_ratio", one) or Decimal(0))
+
+
+def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, Group]) -> Channel | None:
+    if not isinstance(spec, dict):
+        v.err(path, "each channel must be a mapping")
+        return None
+    name = v.text(spec.get("name"), path + ("name",), "channel name")
+    label = f"channel '{name}'" if name else "channel"
+    spec = v.mapping(spec, path, _CHANNEL, label)
+    ctype = spec.get("type")
+    if ctype not in CHANNEL_TYPES:
+        v.err(path + ("type",), f"{label} has unknown type {ctype!r}; expected one of {', '.join(CHANNEL_TYPES)}")
+        return None
+    base_url = spec.get("base_url", "")
+    if ctype != "mock":
+        raw = v.text(base_url, path + ("base_url",), f"base_url of {label}")
+        base_url = v.expand(raw, path + ("base_url",), f"base_url of {label}") if raw else None
+        if base_url and not base_url.startswith(("http://", "https://")):
+            v.err(path + ("base_url",), f"base_url of {label} must start with http:// or https://")
+            return None
+    keys: list[str] = []
+    for i, key in enumerate(v.string_list(spec.get("keys"), path + ("keys",), f"keys of {label}")):
+        got = v.expand(key, path + ("keys", i), f"key {i + 1} of {label}")
+        if got:
+            keys.append(got)
+    models = v.string_list(spec.get("models"), path + ("models",), f"models of {label}")
+    if not models:
+        v.err(path + ("models",), f"{label} lists no models")
+    model_map_raw = spec.get("model_map") or {}
+    model_map: list[tuple[str, str]] = []
+    if not isinstance(model_map_raw, dict) or not all(isinstance(a, str) and isinstance(b, str)
+                                                       for a, b in model_map_raw.items()):
+        v.err(path + ("model_map",), f"model_map of {label} must map client names to upstream names")
+    else:
+        model_map = list(model_map_raw.items())
+    chan_groups = v.string_list(spec.get("groups", ["default"]), path + ("groups",), f"groups of {label}")
+    for g in chan_groups:
+        if g not in groups:
+            v.err(path + ("groups",), f"{label} names group '{g}', which is not declared under groups")
+    priority = v.number(spec.get("priority", 0), path + ("priority",), f"priority of {label}",
+                        integer=True, minimum=None)
+    weight = v.number(spec.get("weight", 1), path + ("weight",), f"weight of {label}", integer=True, minimum=0)
+    tspec = v.mapping(spec.get("timeouts"), path + ("timeouts",), {"connect", "first_byte", "idle"},
+                      f"timeouts of {label}")
+    tvals = {k: v.number(tspec[k], path + ("timeouts", k), f"timeouts.{k} of {label}") for k in tspec
+             if k in {"connect", "first_byte", "idle"}}
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        v.err(path + ("enabled",), f"enabled of {label} must be true or false")
+    if name is None or base_url is None or priority is None or weight is None or None in tvals.values():
+        return None
+    if ctype != "mock" and not keys:
+        v.warn(path + ("keys",), f"{label} has no usable key and will not be used")
+        enabled = False
+    return Channel(name=name, type=ctype, base_url=str(base_url).rstrip("/"), keys=tuple(keys),
+                   models=tuple(models), model_map=tuple(model_map), groups=tuple(chan_groups),
+                   priority=int(priority), weight=int(weight),
+                   timeouts=Timeouts(**{k: float(x) for k, x in tvals.items()}), enabled=bool(enabled),
+                   api_version=spec.get("api_version"))
+
+
+def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
+                   env: dict[str, str] | None = None) -> Settings:
+    v = _Validator(lines, dict(os.environ) if env is None else env)
+    top = v.mapping(raw, (), _TOP, "the configuration")
+
+    s = v.mapping(top.get("server"), ("server",), _SERVER, "server")
+    server = ServerSettings(
+        host=str(s.get("host", "127.0.0.1")),
+        port=v.number(s.get("port", 3000), ("server", "port"), "server.port", integer=True) or 0,
+        max_body_mb=v.number(s.get("max_body_mb", 32), ("server", "max_body_mb"), "server.max_body_mb") or 32,
+        drain_seconds=v.number(s.get("drain_seconds", 30), ("server", "drain_seconds"), "server.drain_seconds") or 0,
+        expose_overhead=bool(s.get("expose_overhead", False)),
+    )
+    db = v.mapping(top.get("database"), ("database",), {"url"}, "database")
+    db_url = str(db.get("url") or "sqlite:///{data_dir}/relaykit.db")
+    base = Path(path).resolve().parent
+    db_url = db_url.replace("{data_dir}", str(default_data_dir())).replace("{config_dir}", str(base))
+    db_url = v.expand(db_url, ("database", "url"), "database.url") or db_url
+    r = v.mapping(top.get("redis"), ("redis",), {"url"}, "redis")
+    redis_url = r.get("url")
+
+    b = v.mapping(top.get("billing"), ("billing",), _BILLING, "billing")
+    c = v.mapping(b.get("checkin"), ("billing", "checkin"), _CHECKIN, "billing.checkin")
+    billing = BillingSettings(
+        quota_per_usd=v.number(b.get("quota_per_usd", DEFAULT_QUOTA_PER_USD), ("billing", "quota_per_usd"),
+                               "billing.quota_per_usd", integer=True, minimum=1) or DEFAULT_QUOTA_PER_USD,
+        default_max_tokens=v.number(b.get("default_max_tokens", 4096), ("billing", "default_max_tokens"),
+                                    "billing.default_max_tokens", integer=True, minimum=1) or 4096,
+        checkin_enabled=bool(c.get("enabled", False)),
+        checkin_min_usd=v.decimal(c.get("min_usd", "0.002"), ("billing", "checkin", "min_usd"),
+                                  "billing.checkin.min_usd") or Decimal(0),
+        checkin_max_usd=v.decimal(c.get("max_usd", "0.02"), ("billing", "checkin", "max_usd"),
+                                  "billing.checkin.max_usd") or Decimal(0),
+    )
+    lg = v.mapping(top.get("logs"), ("logs",), _LOGS, "logs")
+    logs = LogsSettings(
+        retention_days=v.number(lg.get("retention_days", 7), ("logs", "retention_days"), "logs.retention_days") or 0,
+        store_bodies=bool(lg.get("store_bodies", False)),
+    )
+    rt = v.mapping(top.get("retry"), ("retry",), {"max_attempts"}, "retry")
+    retry = RetrySettings(max_attempts=v.number(rt.get("max_attempts", 3), ("retry", "max_attempts"),
+                                                "retry.max_attempts", integer=True, minimum=1) or 3)
+
+    groups: dict[str, Group] = {}
+    graw = top.get("groups")
+    if graw is None:
+        groups["default"] = Group("default", Decimal(1), "")
+    elif not isinstance(graw, dict):
+        v.err(("groups",), "groups must be a mapping of group name to {ratio, description}")
+    else:
+        for gname, gspec in graw.items():
+            gp = ("groups", gname)
+            gspec = v.mapping(gspec, gp, {"ratio", "description"}, f"group '{gname}'")
+            ratio = v.decimal(gspec.get("ratio", 1), gp + ("ratio",), f"ratio of group '{gname}'")
+            if ratio is not None:
+                groups[gname] = Group(gname, ratio, str(gspec.get("description", "")))
+
+    prices: dict[str, Price] = {}
+    mraw = top.get("models") or {}
+    if not isinstance(mraw, dict):
+        v.err(("models",), "models must be a mapping of model name to price")
+    else:
+        for mname, mspec in mraw.items():
+            price = _price(v, mname, mspec, ("models", mname))
+            if price is not None:
+                prices[mname] = price
+
+    channels: list[Channel] = []
+    craw = top.get("channels") or []
+    if not isinstance(craw, list):
+        v.err(("channels",), "channels must be a list")
+        craw = []
+    seen: set[str] = set()
+    for i, cspec in enumerate(craw):
+        ch = _channel(v, cspec, ("channels", i), groups)
+        if ch is None:
+            continue
+        if ch.name in seen:
+            v.err(("channels", i, "name"), f"channel name '{ch.name}' is used twice")
+            continue
+        seen.add(ch.name)
+        channels.append(ch)
+
+    served = {m for ch in channels for m in ch.client_models()}
+    for ch_i, ch in enumerate(channels):
+        for m in ch.client_models():
+            if m not in prices:
+                v.warn(("channels", ch_i, "models"), f"model '{m}' served by channel '{ch.name}' has no "
+                                                   "price; requests for it will be refused")
+    for m in prices:
+        if m not in served:
+            v.warn(("models", m), f"model '{m}' has a price but no channel serves it")
+
+    return Settings(path=path, database_url=db_url, redis_url=redis_url if isinstance(redis_url, str) else None,
+                    server=server, billing=billing, logs=logs, retry=retry, groups=groups, prices=prices,
+                    channels=tuple(channels), problems=tuple(v.problems))
+
+
+def load_settings(path: str | Path, *, env: dict[str, str] | None = None) -> Settings:
+    """Read and validate a config file.  Raises ConfigError only when it cannot be read or parsed;
+    validation problems are returned in ``Settings.problems``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"The configuration file {p} does not exist; run 'relaykit init' to create one.") from None
+    except OSError as exc:
+        raise ConfigError(f"The configuration file {p} cannot be read: {exc.strerror}.") from None
+    try:
+        raw, lines = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{p} {exc.message}") from None
+    return build_settings(raw, lines, path=str(p), env=env)

@@ -1,0 +1,141 @@
+"""Repository for money: holds, settlement, top-ups, recovery and the audit.
+
+Every balance change is one conditional UPDATE plus a ledger row in the same transaction
+(RELIABILITY §2.2).  The invariant these functions keep, and ``audit`` proves, is
+``balance == sum(ledger.amount) - sum(open holds)`` for every user.
+
+A hold moves quota out of the balance before the request is forwarded; settlement puts
+the hold back and charges the actual cost in one step, so the balance changes by
+``hold - actual``.  When the actual cost exceeds the hold (the estimate was short) the
+difference is taken anyway: the overdraft is bounded by one request's estimation error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+
+from ..errors import InsufficientQuota, NotFoundError
+from .accounts import bump_changes
+from .tables import Tables, now
+
+
+@dataclass(frozen=True, slots=True)
+class HoldTicket:
+    request_id: str
+    user_id: int
+    token_id: int | None
+    token_limited: bool
+    amount: int
+
+
+def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None, token_limited: bool,
+               amount: int, model: str) -> HoldTicket:
+    """Reserve ``amount``; raise InsufficientQuota without changing anything when it does not fit."""
+    changed = (t.User.update(balance=t.User.balance - amount)
+               .where((t.User.id == user_id) & (t.User.status == "active") & (t.User.balance >= amount))
+               .execute())
+    if changed != 1:
+        raise InsufficientQuota("Your balance is too low for this request; top up and try again.")
+    if token_limited:
+        changed = (t.Token.update(remain_quota=t.Token.remain_quota - amount)
+                   .where((t.Token.id == token_id) & (t.Token.remain_quota >= amount)).execute())
+        if changed != 1:
+            # raising rolls back the savepoint, so the user update above is undone too
+            raise InsufficientQuota("This token's quota is used up; raise its quota or use another token.")
+    t.Hold.create(request_id=request_id, user=user_id, token_id=token_id, token_limited=token_limited,
+                  amount=amount, model=model)
+    return HoldTicket(request_id, user_id, token_id, token_limited, amount)
+
+
+def settle_hold(t: Tables, ticket: HoldTicket, actual: int, log_row: dict[str, Any] | None) -> int:
+    """Close the hold, charge ``actual`` and write the ledger entry and the request log row.
+
+    Idempotent per request id: a second settlement of the same request finds no hold and
+    changes nothing (the unique (kind, request_id) index would refuse it anyway).
+    """
+    deleted = t.Hold.delete().where(t.Hold.request_id == ticket.request_id).execute()
+    if deleted != 1:
+        return 0
+    delta = ticket.amount - actual
+    t.User.update(balance=t.User.balance + delta, used_quota=t.User.used_quota + actual,
+                  request_count=t.User.request_count + 1).where(t.User.id == ticket.user_id).execute()
+    if ticket.token_limited:
+        t.Token.update(remain_quota=t.Token.remain_quota + delta,
+                       used_quota=t.Token.used_quota + actual).where(t.Token.id == ticket.token_id).execute()
+    elif ticket.token_id is not None:
+        t.Token.update(used_quota=t.Token.used_quota + actual).where(t.Token.id == ticket.token_id).execute()
+    if actual:
+        t.Ledger.create(user=ticket.user_id, kind="charge", amount=-actual, request_id=ticket.request_id,
+                        note=(log_row or {}).get("model", "")[:255])
+    else:
+        t.Ledger.create(user=ticket.user_id, kind="release", amount=0, request_id=ticket.request_id,
+                        note=f"hold of {ticket.amount} released, nothing charged")
+    if log_row is not None:
+        t.RequestLog.create(**log_row)
+    return actual
+
+
+def release_stale_holds(t: Tables, older_than: float | None = None) -> int:
+    """Release holds left open by a crash (all of them when ``older_than`` is None).
+
+    Each release is recorded in the ledger with amount 0: the money never left the user,
+    it only comes back from reservation.
+    """
+    q = t.Hold.select()
+    if older_than is not None:
+        q = q.where(t.Hold.created_at < now() - older_than)
+    count = 0
+    for hold in list(q):
+        with t.db.atomic():
+            if t.Hold.delete().where(t.Hold.id == hold.id).execute() != 1:
+                continue
+            t.User.update(balance=t.User.balance + hold.amount).where(t.User.id == hold.user_id).execute()
+            if hold.token_limited:
+                t.Token.update(remain_quota=t.Token.remain_quota + hold.amount).where(
+                    t.Token.id == hold.token_id).execute()
+            try:
+                with t.db.atomic():
+                    t.Ledger.create(user=hold.user_id, kind="release", amount=0, request_id=hold.request_id,
+                                    note=f"hold of {hold.amount} released after restart")
+            except pw.IntegrityError:
+                pass
+            count += 1
+    return count
+
+
+def topup(t: Tables, user_name: str, amount: int, *, kind: str = "topup", note: str = "") -> int:
+    user = t.User.get_or_none(t.User.name == user_name)
+    if user is None:
+        raise NotFoundError(f"There is no user named '{user_name}'.")
+    t.User.update(balance=t.User.balance + amount).where(t.User.id == user.id).execute()
+    t.Ledger.create(user=user.id, kind=kind, amount=amount, note=note[:255])
+    bump_changes(t)
+    return int(t.User.get_by_id(user.id).balance)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    user: str
+    balance: int
+    ledger_sum: int
+    open_holds: int
+
+    @property
+    def ok(self) -> bool:
+        return self.balance == self.ledger_sum - self.open_holds
+
+
+def audit(t: Tables) -> list[AuditLine]:
+    ledger = dict(t.Ledger.select(t.Ledger.user, pw.fn.SUM(t.Ledger.amount)).group_by(t.Ledger.user).tuples())
+    holds = dict(t.Hold.select(t.Hold.user, pw.fn.SUM(t.Hold.amount)).group_by(t.Hold.user).tuples())
+    return [AuditLine(u.name, int(u.balance), int(ledger.get(u.id) or 0), int(holds.get(u.id) or 0))
+            for u in t.User.select().order_by(t.User.id)]
+
+
+def ledger_entries(t: Tables, user_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = t.Ledger.select().where(t.Ledger.user == user_id).order_by(t.Ledger.id.desc()).limit(limit)
+    return [{"kind": r.kind, "amount": int(r.amount), "request_id": r.request_id, "note": r.note,
+             "created_at": r.created_at} for r in rows]

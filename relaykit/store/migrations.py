@@ -1,0 +1,47 @@
+"""Ordered, recorded schema migrations.
+
+Each migration has a number and a name; applied ones are recorded in
+``schema_migrations`` so ``relaykit db migrate`` and every start are idempotent.  New
+migrations are appended, never edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .tables import Tables
+
+Step = Callable[[Tables], None]
+
+
+def _initial(t: Tables) -> None:
+    t.db.create_tables([t.User, t.Token, t.Hold, t.Ledger, t.RequestLog, t.ChannelState], safe=True)
+    t.Meta.insert(key="change_counter", value=0).on_conflict_ignore().execute()
+
+
+MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
+    (1, "initial schema", _initial),
+)
+
+
+def migrate(t: Tables) -> list[str]:
+    """Apply every pending migration; return the names applied now."""
+    with t.db.atomic():
+        t.db.create_tables([t.Meta, t.Migration], safe=True)
+    done = {m.id for m in t.Migration.select(t.Migration.id)}
+    applied: list[str] = []
+    for number, name, step in MIGRATIONS:
+        if number in done:
+            continue
+        with t.db.atomic():
+            step(t)
+            t.Migration.insert(id=number, name=name).on_conflict_ignore().execute()
+        applied.append(name)
+    return applied
+
+
+def pending(t: Tables) -> list[str]:
+    if not t.Migration.table_exists():
+        return [name for _, name, _ in MIGRATIONS]
+    done = {m.id for m in t.Migration.select(t.Migration.id)}
+    return [name for number, name, _ in MIGRATIONS if number not in done]

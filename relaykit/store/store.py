@@ -1,0 +1,66 @@
+"""The Store facade: one database, its tables, the writer thread and the account cache.
+
+The server uses ``write`` (queued to the writer thread) and ``read`` (a worker thread);
+the CLI, which has no event loop, uses ``tx`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+import peewee as pw
+
+from ..errors import ServiceUnavailable
+from .cache import AccountCache
+from .db import open_database
+from .migrations import migrate
+from .tables import Tables, build_tables
+from .writer import Writer
+
+T = TypeVar("T")
+
+
+class Store:
+    def __init__(self, url: str, *, cache_interval: float = 0.5) -> None:
+        self.url = url
+        self.db = open_database(url)
+        self.t: Tables = build_tables(self.db)
+        self.writer = Writer(self.t)
+        self.cache = AccountCache(self.t, interval=cache_interval)
+
+    def migrate(self) -> list[str]:
+        try:
+            with self.db.connection_context():
+                return migrate(self.t)
+        except pw.OperationalError as exc:
+            raise ServiceUnavailable(f"The database at {self._where()} cannot be opened: {exc}.") from None
+
+    def _where(self) -> str:
+        return self.url.split("@")[-1] if "@" in self.url else self.url
+
+    def start(self) -> None:
+        self.writer.start()
+        self.cache.start()
+
+    def stop(self) -> None:
+        self.cache.stop()
+        self.writer.stop()
+
+    async def write(self, fn: Callable[[Tables], T]) -> T:
+        return await self.writer.run(fn)
+
+    async def read(self, fn: Callable[[Tables], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._read_sync, fn)
+
+    def _read_sync(self, fn: Callable[[Tables], T]) -> T:
+        with self.db.connection_context():
+            return fn(self.t)
+
+    def tx(self, fn: Callable[[Tables], T]) -> T:
+        """Run ``fn`` in one transaction on this thread (CLI and scripts)."""
+        with self.db.connection_context():
+            with self.db.atomic():
+                return fn(self.t)

@@ -1,0 +1,142 @@
+"""peewee table definitions, built per database by a factory.
+
+The factory keeps model classes bound to one database object instead of a module-level
+proxy, so a test process can hold two stores (or the CLI and a server) without rebinding
+globals.  Money columns are integers in quota units (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Tables:
+    db: pw.Database
+    Meta: Any
+    Migration: Any
+    User: Any
+    Token: Any
+    Hold: Any
+    Ledger: Any
+    RequestLog: Any
+    ChannelState: Any
+
+    def all(self) -> list[Any]:
+        return [self.Meta, self.Migration, self.User, self.Token, self.Hold, self.Ledger,
+                self.RequestLog, self.ChannelState]
+
+
+def build_tables(db: pw.Database) -> Tables:
+    class Base(pw.Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class MetaKV(Base):
+        """Small key/value facts: the change counter that tells caches to reload."""
+        key = pw.CharField(primary_key=True, max_length=64)
+        value = pw.BigIntegerField(default=0)
+
+        class Meta:
+            table_name = "meta"
+
+    class Migration(Base):
+        id = pw.IntegerField(primary_key=True)
+        name = pw.CharField(max_length=128)
+        applied_at = pw.DoubleField(default=now)
+
+        class Meta:
+            table_name = "schema_migrations"
+
+    class User(Base):
+        name = pw.CharField(max_length=64, unique=True)
+        group = pw.CharField(max_length=64, default="default")
+        role = pw.CharField(max_length=16, default="customer")
+        status = pw.CharField(max_length=16, default="active")
+        balance = pw.BigIntegerField(default=0)
+        used_quota = pw.BigIntegerField(default=0)
+        request_count = pw.BigIntegerField(default=0)
+        password_hash = pw.CharField(max_length=255, null=True)
+        created_at = pw.DoubleField(default=now)
+
+    class Token(Base):
+        user = pw.ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+        name = pw.CharField(max_length=128)
+        key_hash = pw.CharField(max_length=64, unique=True)
+        key_hint = pw.CharField(max_length=32)
+        status = pw.CharField(max_length=16, default="active")
+        unlimited = pw.BooleanField(default=True)
+        remain_quota = pw.BigIntegerField(default=0)
+        used_quota = pw.BigIntegerField(default=0)
+        expires_at = pw.DoubleField(null=True)
+        group = pw.CharField(max_length=64, null=True)
+        models = pw.TextField(default="")   # comma separated; empty = every model of the group
+        ips = pw.TextField(default="")      # comma separated CIDRs; empty = anywhere
+        rpm = pw.IntegerField(null=True)
+        tpm = pw.IntegerField(null=True)
+        created_at = pw.DoubleField(default=now)
+
+    class Hold(Base):
+        """Quota reserved for a request in flight; released or settled exactly once."""
+        request_id = pw.CharField(max_length=64, unique=True)
+        user = pw.ForeignKeyField(User, on_delete="CASCADE")
+        token_id = pw.IntegerField(null=True)
+        token_limited = pw.BooleanField(default=False)
+        amount = pw.BigIntegerField()
+        model = pw.CharField(max_length=128, default="")
+        created_at = pw.DoubleField(default=now)
+
+    class Ledger(Base):
+        """Append-only record of every balance change (SPEC §6.1)."""
+        user = pw.ForeignKeyField(User, on_delete="CASCADE")
+        kind = pw.CharField(max_length=16)  # topup, charge, release, redeem, checkin, refund, adjust
+        amount = pw.BigIntegerField()
+        request_id = pw.CharField(max_length=64, null=True)
+        note = pw.CharField(max_length=255, default="")
+        created_at = pw.DoubleField(default=now)
+
+        class Meta:
+            indexes = ((("kind", "request_id"), True),)
+
+    class RequestLog(Base):
+        request_id = pw.CharField(max_length=64, index=True)
+        user_id = pw.IntegerField(index=True)
+        token_id = pw.IntegerField(null=True)
+        token_name = pw.CharField(max_length=128, default="")
+        model = pw.CharField(max_length=128)
+        upstream_model = pw.CharField(max_length=128, default="")
+        channel = pw.CharField(max_length=128, default="")
+        dialect = pw.CharField(max_length=32, default="")
+        prompt_tokens = pw.IntegerField(default=0)
+        completion_tokens = pw.IntegerField(default=0)
+        cache_read_tokens = pw.IntegerField(default=0)
+        cache_write_tokens = pw.IntegerField(default=0)
+        quota = pw.BigIntegerField(default=0)
+        latency_ms = pw.IntegerField(default=0)
+        first_byte_ms = pw.IntegerField(null=True)
+        stream = pw.BooleanField(default=False)
+        estimated = pw.BooleanField(default=False)
+        status = pw.IntegerField(default=200)
+        error = pw.CharField(max_length=255, default="")
+        attempts = pw.TextField(default="")
+        client_ip = pw.CharField(max_length=64, default="")
+        created_at = pw.DoubleField(default=now, index=True)
+
+    class ChannelState(Base):
+        """Runtime state of a channel declared in YAML (enabled by the operator, health)."""
+        name = pw.CharField(max_length=128, primary_key=True)
+        enabled = pw.BooleanField(default=True)
+        reason = pw.CharField(max_length=255, default="")
+        updated_at = pw.DoubleField(default=now)
+
+    return Tables(db=db, Meta=MetaKV, Migration=Migration, User=User, Token=Token, Hold=Hold,
+                  Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState)
