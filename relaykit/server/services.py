@@ -34,9 +34,20 @@ class Services:
         return cls(settings, store, pool, router, Authenticator(store.cache, clock),
                    Pipeline(settings, store, pool, router, clock=clock))
 
+    def reload(self, settings: Settings) -> None:
+        """Swap in new settings (SIGHUP): a new router, the same pool, store and caches.
+        Requests in flight keep the objects they started with."""
+        router = Router(settings.channels)
+        router.disabled = self.router.disabled
+        self.settings = settings
+        self.router = router
+        self.pipeline.settings = settings
+        self.pipeline.router = router
+
 
 SERVICES: web.AppKey[Services] = web.AppKey("relaykit.services", Services)
 
 
 def services(request: web.Request) -> Services:
     return request.app[SERVICES]
+

@@ -125,3 +125,19 @@ def list_tokens(t: Tables, user_name: str | None, quota_per_usd: int) -> list[di
     if user_name:
         q = q.where(t.User.name == user_name)
     return [token_dict(r, r.user.name, quota_per_usd) for r in q.order_by(t.Token.id)]
+
+
+def hash_password(password: str) -> str:
+    """scrypt (standard library) with a random salt, in a self-describing string."""
+    salt = secrets.token_bytes(16)
+    n, r, p = 2**14, 8, 1
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    if not stored or not stored.startswith("scrypt$"):
+        return False
+    _, n, r, p, salt, digest = stored.split("$")
+    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
+    return secrets.compare_digest(got.hex(), digest)

@@ -1,0 +1,112 @@
+"""relaykit user create|list|show|topup|disable|enable"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import CliError
+from ..relay.pricing import usd_to_quota
+from ..store import accounts, billing
+from . import output
+from .common import ConfigOpt, JsonOpt, open_store, parse_usd, settings_for
+
+app = typer.Typer(help="Customers and their balances.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(name: str, group: Annotated[str, typer.Option(help="Price group.")] = "default",
+           password: Annotated[Optional[str], typer.Option(help="Password for the self-service API.")] = None,
+           admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+           config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Create a customer (a customer without a password can use relay tokens only)."""
+    s = settings_for(config)
+    if group not in s.groups:
+        raise CliError(f"There is no group '{group}' in the configuration; declared groups: {', '.join(s.groups)}.")
+    store = open_store(s)
+    pw_hash = accounts.hash_password(password) if password else None
+    user = store.tx(lambda t: accounts.create_user(t, name, group=group, role="admin" if admin else "customer",
+                                                   password_hash=pw_hash))
+    info = store.tx(lambda t: accounts.user_dict(t, user, s.billing.quota_per_usd))
+    if json:
+        output.json_out(info)
+    else:
+        output.say(f"Created user '{name}' in group '{group}'.")
+
+
+@app.command("list")
+def list_(config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """List customers with their balances."""
+    s = settings_for(config)
+    store = open_store(s)
+    rows = store.tx(lambda t: [accounts.user_dict(t, u, s.billing.quota_per_usd)
+                               for u in t.User.select().order_by(t.User.id)])
+    if json:
+        output.json_out(rows)
+    else:
+        output.table(rows, [("id", "ID"), ("name", "Name"), ("group", "Group"), ("role", "Role"),
+                            ("status", "Status"), ("usd", "Balance USD"), ("quota", "Quota"),
+                            ("request_count", "Requests")], empty="No users yet.")
+
+
+@app.command("show")
+def show(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Show one customer's balance and latest ledger entries."""
+    s = settings_for(config)
+    store = open_store(s)
+
+    def load(t: object) -> dict[str, object]:
+        u = accounts.user_row(store.t, name)
+        info = accounts.user_dict(store.t, u, s.billing.quota_per_usd)
+        info["ledger"] = billing.ledger_entries(store.t, u.id)
+        return info
+
+    info = store.tx(load)
+    if json:
+        output.json_out(info)
+        return
+    output.say(f"{info['name']}  group {info['group']}  status {info['status']}  "
+               f"balance ${info['usd']} ({info['quota']} quota)  requests {info['request_count']}")
+    output.table(info["ledger"], [("created_at", "When"), ("kind", "Kind"), ("amount", "Amount"),  # type: ignore[arg-type]
+                                  ("note", "Note")], title="Latest ledger entries", empty="No ledger entries.")
+
+
+@app.command("topup")
+def topup(name: str, usd: Annotated[str, typer.Argument(help="Amount in US dollars.")],
+          note: Annotated[str, typer.Option(help="Note for the ledger.")] = "",
+          config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Add credit to a customer's balance (recorded in the ledger)."""
+    s = settings_for(config)
+    amount = usd_to_quota(parse_usd(usd), s.billing.quota_per_usd)
+    if amount <= 0:
+        raise CliError("The amount is smaller than one quota unit.")
+    store = open_store(s)
+    balance = store.tx(lambda t: billing.topup(t, name, amount, note=note or "topup by operator"))
+    if json:
+        output.json_out({"name": name, "added_quota": amount, "quota": balance,
+                         "usd": round(balance / s.billing.quota_per_usd, 6)})
+    else:
+        output.say(f"Added ${usd} to '{name}'; balance is now ${balance / s.billing.quota_per_usd:.6f}.")
+
+
+def _set_status(name: str, status: str, config: str | None, json: bool) -> None:
+    s = settings_for(config)
+    store = open_store(s)
+    user = store.tx(lambda t: accounts.set_user_status(t, name, status))
+    if json:
+        output.json_out(store.tx(lambda t: accounts.user_dict(t, user, s.billing.quota_per_usd)))
+    else:
+        output.say(f"User '{name}' is now {status}.")
+
+
+@app.command("disable")
+def disable(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Disable a customer: every token of theirs is refused within 2 seconds."""
+    _set_status(name, "disabled", config, json)
+
+
+@app.command("enable")
+def enable(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Enable a disabled customer again."""
+    _set_status(name, "active", config, json)
