@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from types import ModuleType
 from typing import Any
 
 import orjson
@@ -109,6 +108,8 @@ class Pipeline:
     # ------------------------------------------------------------------ stages before forwarding
 
     def _route(self, call: ChatCall) -> tuple[list[Channel], Price, Decimal]:
+        if not self.router.serves_anywhere(call.model):
+            raise ModelNotFound(f"The model '{call.model}' does not exist or is not served by this relay.")
         check_model(call.caller, call.model)
         group = self.settings.groups.get(call.caller.group)
         if group is None:
@@ -116,19 +117,12 @@ class Pipeline:
                                    code="group_not_found")
         plan = self.router.plan(group.name, call.model)
         if not plan:
-            if self.router.serves_anywhere(call.model):
-                raise ModelNotFound(f"The model '{call.model}' is not available in your group.")
-            raise ModelNotFound(f"The model '{call.model}' does not exist or is not served by this relay.")
+            raise ModelNotFound(f"The model '{call.model}' is not available in your group.")
         price = self.settings.prices.get(call.model)
         if price is None:
             raise InvalidRequest(f"The model '{call.model}' has no price configured, so it cannot be used; "
                                  "ask the operator to price it.", code="model_not_priced")
         return plan, price, group.ratio
-
-    def _estimate_prompt(self, call: ChatCall) -> int:
-        hub = self._to_hub_request(call)
-        text, images = openai_chat.prompt_text(hub)
-        return estimate_tokens(text) + images * IMAGE_TOKENS + MESSAGE_OVERHEAD * len(hub.get("messages") or ())
 
     def _to_hub_request(self, call: ChatCall) -> dict[str, Any]:
         if call.dialect == openai_chat.NAME:
@@ -398,6 +392,3 @@ def _error_message(raw: bytes) -> str:
             return err[:500]
     return ""
 
-
-def describe(module: ModuleType) -> str:
-    return getattr(module, "NAME", module.__name__)
