@@ -1,0 +1,122 @@
+"""Storage: the writer thread's group commit, holds and settlement, the audit, caches."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from relaykit.errors import InsufficientQuota
+from relaykit.store import accounts, billing
+from relaykit.store.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(f"sqlite:///{tmp_path}/t.db", cache_interval=0.05)
+    s.migrate()
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store: Store) -> None:
+    mode = store.tx(lambda t: t.db.execute_sql("PRAGMA journal_mode").fetchone()[0])
+    timeout = store.tx(lambda t: t.db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
+    assert mode == "wal" and timeout >= 5000
+
+
+def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
+    assert store.migrate() == []
+    assert store.tx(lambda t: [m.name for m in t.Migration.select()]) == ["initial schema"]
+
+
+def test_writer_commits_queued_operations_in_batches(store: Store) -> None:
+    store.tx(lambda t: accounts.create_user(t, "u"))
+    gate = threading.Event()
+    blocker = store.writer.submit(lambda t: gate.wait(5))
+    futures = [store.writer.submit(lambda t: billing.topup(t, "u", 1)) for _ in range(50)]
+    commits_before = store.writer.commits
+    gate.set()
+    blocker.result(5)
+    assert [f.result(5) for f in futures][-1] == 50
+    # 50 operations queued behind the blocker land in very few transactions
+    assert store.writer.commits - commits_before <= 3
+
+
+def test_a_failing_operation_rolls_back_alone(store: Store) -> None:
+    store.tx(lambda t: accounts.create_user(t, "u"))
+
+    def broken(t):  # type: ignore[no-untyped-def]
+        billing.topup(t, "u", 1000)
+        raise RuntimeError("boom")
+
+    bad = store.writer.submit(broken)
+    good = store.writer.submit(lambda t: billing.topup(t, "u", 5))
+    with pytest.raises(RuntimeError):
+        bad.result(5)
+    assert good.result(5) == 5
+    assert all(a.ok for a in store.tx(billing.audit))
+
+
+def test_hold_is_conditional_and_settlement_is_exact(store: Store) -> None:
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    store.tx(lambda t: billing.topup(t, "u", 100))
+    ticket = store.writer.call(lambda t: billing.place_hold(t, request_id="r1", user_id=uid, token_id=None,
+                                                            token_limited=False, amount=80, model="m"))
+    with pytest.raises(InsufficientQuota):
+        store.writer.call(lambda t: billing.place_hold(t, request_id="r2", user_id=uid, token_id=None,
+                                                       token_limited=False, amount=30, model="m"))
+    assert store.tx(lambda t: accounts.user_row(t, "u").balance) == 20
+    assert all(a.ok for a in store.tx(billing.audit))  # open hold counted
+    store.writer.call(lambda t: billing.settle_hold(t, ticket, 35, None))
+    # settling twice changes nothing
+    assert store.writer.call(lambda t: billing.settle_hold(t, ticket, 35, None)) == 0
+    assert store.tx(lambda t: accounts.user_row(t, "u").balance) == 65
+    assert all(a.ok for a in store.tx(billing.audit))
+
+
+def test_stale_holds_are_released_and_recorded(store: Store) -> None:
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    store.tx(lambda t: billing.topup(t, "u", 100))
+    store.writer.call(lambda t: billing.place_hold(t, request_id="crash", user_id=uid, token_id=None,
+                                                   token_limited=False, amount=60, model="m"))
+    assert store.tx(billing.release_stale_holds) == 1
+    assert store.tx(lambda t: accounts.user_row(t, "u").balance) == 100
+    kinds = [e["kind"] for e in store.tx(lambda t: billing.ledger_entries(t, uid))]
+    assert kinds == ["release", "topup"]
+
+
+def test_audit_finds_a_tampered_balance(store: Store) -> None:
+    store.tx(lambda t: accounts.create_user(t, "u"))
+    store.tx(lambda t: billing.topup(t, "u", 100))
+    store.tx(lambda t: t.User.update(balance=999).execute())
+    assert [a.user for a in store.tx(billing.audit) if not a.ok] == ["u"]
+
+
+def test_token_plaintext_is_never_stored(store: Store, tmp_path: Path) -> None:
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    _, key = store.tx(lambda t: accounts.create_token(t, user_id=uid, name="n", quota=None, expires_at=None,
+                                                      group=None, models=[], ips=[], rpm=None, tpm=None))
+    store.stop()
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("t.db*"))
+    assert key.encode() not in blob and key[3:].encode() not in blob
+    assert accounts.hash_key(key).encode() in blob
+    store.start()
+
+
+def test_cache_sees_cli_changes_from_another_connection(store: Store, tmp_path: Path) -> None:
+    import time
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    row, key = store.tx(lambda t: accounts.create_token(t, user_id=uid, name="n", quota=None, expires_at=None,
+                                                        group=None, models=[], ips=[], rpm=None, tpm=None))
+    other = Store(store.url)  # what a CLI process does
+    other.tx(lambda t: accounts.revoke_token(t, row.id))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        found = store.cache.token(accounts.hash_key(key))
+        if found and found[0].status == "revoked":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the cache did not reload within 2 seconds")
