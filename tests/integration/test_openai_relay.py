@@ -261,3 +261,34 @@ async def test_token_checks(relay_factory: StartRelay, fake_openai: FakeOpenAICh
     with pytest.raises(openai.PermissionDeniedError, match="disabled"):
         await oai(relay.base, here).chat.completions.create(model="mock-gpt", messages=msgs)
     await relay.settled(1)
+
+
+async def test_stalled_upstream_becomes_504(relay_factory: StartRelay, fake_openai: FakeOpenAIChat,
+                                            oai: OpenAIFactory) -> None:
+    config = openai_config(fake_openai.url).replace(
+        "    model_map: {gpt-4: gpt-4o}\n", "    model_map: {gpt-4: gpt-4o}\n    timeouts: {connect: 2, first_byte: 0.5, idle: 5}\n")
+    relay = await relay_factory(config)
+    relay.user("olga", quota=USD)
+    fake_openai.mode = "stall_before_headers:30"
+    with pytest.raises(openai.APIStatusError) as err:
+        await oai(relay.base, relay.token("olga")).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 504
+    await relay.settled(1)
+    assert relay.balance("olga") == USD
+
+
+async def test_chunked_body_over_the_limit_is_413(relay_factory: StartRelay, fake_openai: FakeOpenAIChat) -> None:
+    relay = await relay_factory(openai_config(fake_openai.url) + "server: {max_body_mb: 1}\n")
+    relay.user("pete", quota=USD)
+    key = relay.token("pete")
+
+    async def body():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536  # 2.5 MB with no Content-Length
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.base + "/chat/completions", data=body(),
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 413
+            assert (await r.json())["error"]["code"] == "request_too_large"
