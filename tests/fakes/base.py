@@ -705,12 +705,6 @@ class FakeUpstream:
     def now() -> int:
         return int(time.time())
 
-    @staticmethod
-    def bad_request_if_not_object(record: Recorded) -> str | None:
-        if not isinstance(record.json, dict):
-            return "request body must be a JSON object"
-        return None
-
 
 def sse_frame(data: Any, event: str | None = None, *, eol: str = "\n", compact: bool = True) -> bytes:
     """One SSE event: optional ``event:`` line, one ``data:`` line, blank line."""
