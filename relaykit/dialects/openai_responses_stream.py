@@ -58,12 +58,9 @@ def usage_from_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def usage_to_responses(usage: Any) -> dict[str, Any]:
     n = usage_numbers(usage)
-    details: dict[str, int] = {"cached_tokens": n["cached"]}
-    if n["cache_write"]:
-        details["cache_write_tokens"] = n["cache_write"]
     return {
         "input_tokens": n["prompt"],
-        "input_tokens_details": details,
+        "input_tokens_details": {"cached_tokens": n["cached"], "cache_write_tokens": n["cache_write"]},
         "output_tokens": n["completion"],
         "output_tokens_details": {"reasoning_tokens": n["reasoning"]},
         "total_tokens": n["total"],
