@@ -34,6 +34,7 @@ from relaykit.dialects.hub import (
     hub_usage_chunk,
     int_of,
     make_usage,
+    obj_at,
     read_chunk,
     safe_id,
     sse,
@@ -49,7 +50,7 @@ def usage_from_body(body: dict[str, Any]) -> dict[str, Any]:
     Anthropic ``input_tokens`` excludes cache reads and cache writes; the hub's
     ``prompt_tokens`` includes both.
     """
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else body
+    usage = obj_at(body, "usage") or body
     cache_read = int_of(usage.get("cache_read_input_tokens"))
     cache_write = int_of(usage.get("cache_creation_input_tokens"))
     output = int_of(usage.get("output_tokens"))
@@ -141,7 +142,7 @@ class StreamFromHub:
         if self._started:
             return b""
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": self._id,
             "type": "message",
             "role": "assistant",
@@ -272,8 +273,8 @@ class StreamToHub:
             raise UpstreamStreamError(message, status=_STATUS_OF_TYPE.get(str(err.get("type")), 502))
         if kind == "message_start":
             self._started = True
-            message = obj.get("message") or {}
-            self._usage.update({k: v for k, v in (message.get("usage") or {}).items() if v is not None})
+            usage = obj_at(obj_at(obj, "message"), "usage")
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             return self._block_start(int_of(obj.get("index")), obj.get("content_block") or {})

@@ -33,6 +33,7 @@ from relaykit.dialects.hub import (
     hub_usage_chunk,
     int_of,
     make_usage,
+    obj_at,
     parse_arguments,
     read_chunk,
     safe_id,
@@ -255,8 +256,7 @@ class StreamToHub:
 
     def _candidate(self, cand: dict[str, Any], index: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        content = cand.get("content") if isinstance(cand.get("content"), dict) else {}
-        for part in content.get("parts") or []:
+        for part in obj_at(cand, "content").get("parts") or []:
             if not isinstance(part, dict):
                 continue
             fc = g(part, "functionCall")

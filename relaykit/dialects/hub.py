@@ -77,7 +77,7 @@ def parse_arguments(raw: Any, *, keep_raw: bool = False) -> dict[str, Any]:
 
 def parse_data_url(url: str) -> tuple[str, str] | None:
     """``data:<mime>;base64,<data>`` → ``(mime, data)``; ``None`` for anything else."""
-    m = re.match(r"data:([^;,]*)((?:;[^;,]*)*),(.*)\Z", url, re.S)
+    m = re.match(r"data:([^;,]*)((?:;[^;,]*)*),(.*)\Z", url, re.DOTALL)
     if not m or ";base64" not in m.group(2):
         return None
     return (m.group(1) or "application/octet-stream"), m.group(3)
@@ -152,9 +152,9 @@ def function_tools(hub: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``function`` bodies of the hub tools; other tool types are dropped."""
     out = []
     for tool in hub.get("tools") or []:
-        if isinstance(tool, dict) and tool.get("type", "function") == "function" and isinstance(tool.get("function"), dict):
-            if tool["function"].get("name"):
-                out.append(tool["function"])
+        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type", "function") == "function" else None
+        if isinstance(fn, dict) and fn.get("name"):
+            out.append(fn)
     return out
 
 
@@ -218,6 +218,12 @@ def make_usage(
 
 def empty_usage() -> dict[str, Any]:
     return make_usage()
+
+
+def obj_at(obj: Any, key: str) -> dict[str, Any]:
+    """``obj[key]`` when both are JSON objects, else an empty dict."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 def int_of(value: Any) -> int:

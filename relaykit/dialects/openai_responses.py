@@ -7,6 +7,9 @@ Place in the pipeline:
 * egress — an upstream that only speaks Responses: ``request_from_hub`` → upstream →
   ``response_to_hub`` / ``StreamToHub``.
 
+Streams, usage and errors live in ``openai_responses_stream``; every public name is
+importable from this module.
+
 The relay is stateless, so ``previous_response_id``, ``conversation``,
 ``item_reference`` items and ``background`` mode are rejected with a clear error
 instead of being silently ignored.
@@ -40,6 +43,7 @@ from relaykit.dialects.hub import (
     hub_response,
     hub_tool_call,
     max_tokens_of,
+    obj_at,
     parts_of,
     text_of,
 )
@@ -137,7 +141,7 @@ def _input_to_messages(items: list[Any]) -> list[dict[str, Any]]:
                 refusal = "".join(str(p.get("refusal") or "") for p in content if isinstance(p, dict)) \
                     if isinstance(content, list) else ""
                 text = text_of(content) if isinstance(content, (str, list)) else ""
-                msg = {"role": "assistant", "content": text or refusal}
+                msg: dict[str, Any] = {"role": "assistant", "content": text or refusal}
                 if reasoning:
                     msg["reasoning_content"] = "\n\n".join(reasoning)
                     reasoning.clear()
@@ -149,8 +153,8 @@ def _input_to_messages(items: list[Any]) -> list[dict[str, Any]]:
         elif itype == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise ValueError(f"{where}: function_call items need call_id and name.")
-            msg = assistant()
-            msg.setdefault("tool_calls", []).append(
+            calls: list[dict[str, Any]] = assistant().setdefault("tool_calls", [])
+            calls.append(
                 hub_tool_call(str(item["call_id"]), str(item["name"]), str(item.get("arguments") or "")))
         elif itype == "function_call_output":
             if not item.get("call_id"):
@@ -215,11 +219,11 @@ def request_to_hub(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("effort"):
         hub["reasoning_effort"] = reasoning["effort"]
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
-    if fmt := _format_to_hub(text.get("format")):
+    text_cfg = obj_at(body, "text")
+    if fmt := _format_to_hub(text_cfg.get("format")):
         hub["response_format"] = fmt
-    if text.get("verbosity"):
-        hub["verbosity"] = text["verbosity"]
+    if text_cfg.get("verbosity"):
+        hub["verbosity"] = text_cfg["verbosity"]
     tools = []
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("type") == "function":
@@ -305,9 +309,9 @@ def request_from_hub(hub: dict[str, Any], *, model: str) -> dict[str, Any]:
         if role in ("system", "developer", "user"):
             items.append({"role": role, "content": _input_parts(msg.get("content"))})
         elif role == "assistant":
-            text = text_of(msg.get("content")) or str(msg.get("refusal") or "")
-            if text:
-                items.append({"role": "assistant", "content": text})
+            said = text_of(msg.get("content")) or str(msg.get("refusal") or "")
+            if said:
+                items.append({"role": "assistant", "content": said})
             for call in msg.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 items.append({"type": "function_call", "call_id": str(call.get("id") or ""),

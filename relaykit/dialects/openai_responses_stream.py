@@ -30,6 +30,7 @@ from relaykit.dialects.hub import (
     hub_usage_chunk,
     int_of,
     make_usage,
+    obj_at,
     read_chunk,
     safe_id,
     sse,
@@ -41,7 +42,7 @@ from relaykit.dialects.hub import (
 
 def usage_from_body(body: dict[str, Any]) -> dict[str, Any]:
     """Hub usage from a Responses ``usage`` object (or a response that has one)."""
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else body
+    usage = obj_at(body, "usage") or body
     details_in = usage.get("input_tokens_details") or {}
     details_out = usage.get("output_tokens_details") or {}
     prompt = int_of(usage.get("input_tokens"))
@@ -247,8 +248,10 @@ class StreamFromHub:
                                   content_index=0, delta=d.text, logprobs=[])
         if d.kind == "tool":
             out = b""
-            index = self._tool_items.get(d.index)
-            if index is None:
+            known = self._tool_items.get(d.index)
+            if known is not None:
+                index = known
+            else:
                 if self._open is not None:
                     out += self._close_item(self._open)
                     self._open = None
@@ -337,10 +340,10 @@ class StreamToHub:
             return []
         etype = str(obj.get("type") or event or "")
         if etype == "error" or (isinstance(obj.get("error"), dict) and not etype.startswith("response.")):
-            err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+            err = obj_at(obj, "error") or obj
             raise UpstreamStreamError(str(err.get("message") or "The Responses upstream reported an error."))
         if etype == "response.failed":
-            err = (obj.get("response") or {}).get("error") or {}
+            err = obj_at(obj_at(obj, "response"), "error")
             raise UpstreamStreamError(str(err.get("message") or "The upstream response failed."))
         out: list[dict[str, Any]] = []
         if not self._started:
@@ -360,15 +363,16 @@ class StreamToHub:
                         "function": {"name": str(item.get("name") or ""), "arguments": args}}
                 out.append(self._chunk({"tool_calls": [call]}))
         elif etype == "response.function_call_arguments.delta":
-            k = self._tool_index(obj)
-            if k is not None and obj.get("delta"):
-                self._args_seen.add(k)
-                out.append(self._chunk({"tool_calls": [{"index": k, "function": {"arguments": str(obj["delta"])}}]}))
+            at = self._tool_index(obj)
+            if at is not None and obj.get("delta"):
+                self._args_seen.add(at)
+                out.append(self._chunk({"tool_calls": [{"index": at, "function": {"arguments": str(obj["delta"])}}]}))
         elif etype == "response.function_call_arguments.done":
-            k = self._tool_index(obj)
-            if k is not None and k not in self._args_seen and obj.get("arguments"):
-                self._args_seen.add(k)
-                out.append(self._chunk({"tool_calls": [{"index": k, "function": {"arguments": str(obj["arguments"])}}]}))
+            at = self._tool_index(obj)
+            if at is not None and at not in self._args_seen and obj.get("arguments"):
+                self._args_seen.add(at)
+                args_all = str(obj["arguments"])
+                out.append(self._chunk({"tool_calls": [{"index": at, "function": {"arguments": args_all}}]}))
         elif etype == "response.output_text.delta" and obj.get("delta"):
             self._text_seen.add(str(obj.get("item_id")))
             out.append(self._chunk({"content": str(obj["delta"])}))
@@ -377,9 +381,9 @@ class StreamToHub:
         elif etype == "response.refusal.delta" and obj.get("delta"):
             out.append(self._chunk({"refusal": str(obj["delta"])}))
         elif etype in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta") and obj.get("delta"):
-            at = (str(obj.get("item_id")), int_of(obj.get("summary_index", obj.get("content_index"))))
-            sep = "\n\n" if self._reasoning_at is not None and self._reasoning_at != at else ""
-            self._reasoning_at = at
+            part_at = (str(obj.get("item_id")), int_of(obj.get("summary_index", obj.get("content_index"))))
+            sep = "\n\n" if self._reasoning_at is not None and self._reasoning_at != part_at else ""
+            self._reasoning_at = part_at
             out.append(self._chunk({"reasoning_content": sep + str(obj["delta"])}))
         elif etype in ("response.completed", "response.incomplete") and not self._done:
             self._done = True

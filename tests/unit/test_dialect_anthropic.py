@@ -285,9 +285,9 @@ def test_stream_error_frame_raises_in_the_sdk() -> None:
                                                                 headers={"content-type": "text/event-stream"}))
     client = anthropic.Anthropic(api_key="k", base_url="http://relay.test", max_retries=0,
                                  http_client=httpx2.Client(transport=transport))
-    with pytest.raises(anthropic.APIStatusError, match="Upstream overloaded"):
-        with client.messages.stream(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as st:
-            st.get_final_message()
+    with (pytest.raises(anthropic.APIStatusError, match="Upstream overloaded"),
+          client.messages.stream(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as st):
+        st.get_final_message()
 
 
 # =========================================================================== egress: request

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from relaykit.dialects import gemini as G
-from relaykit.dialects.hub import GEMINI_DUMMY_SIGNATURE, UpstreamStreamError, hub_chunk, hub_usage_chunk
+from relaykit.dialects.hub import (
+    GEMINI_DUMMY_SIGNATURE,
+    UpstreamStreamError,
+    hub_chunk,
+    hub_usage_chunk,
+)
 
 RID, CREATED = "chatcmpl-abc", 1700000000
 
