@@ -15,7 +15,8 @@ Dropped on purpose (cannot be carried across):
 
 * from Anthropic clients: ``top_k``; ``service_tier``, ``container``, ``mcp_servers``
   and top-level ``cache_control``; server tools (``web_search_…``, ``bash_…``,
-  ``text_editor_…``) and ``cache_control`` on tool definitions; ``redacted_thinking``,
+  ``text_editor_…``) and ``cache_control`` on tool definitions (``cache_control`` on
+  system, text, image and tool-result blocks is kept); ``redacted_thinking``,
   ``search_result`` and server-tool blocks in history; the signature when one
   assistant turn holds several thinking blocks (their texts are joined, so no single
   signature matches them); the thinking budget itself (it becomes a

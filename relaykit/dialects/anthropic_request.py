@@ -8,7 +8,8 @@ Dropped on purpose (cannot be carried across):
 
 * from Anthropic clients: ``top_k``; ``service_tier``, ``container``, ``mcp_servers``
   and top-level ``cache_control``; server tools (``web_search_…``, ``bash_…``,
-  ``text_editor_…``) and ``cache_control`` on tool definitions; ``redacted_thinking``,
+  ``text_editor_…``) and ``cache_control`` on tool definitions (``cache_control`` on
+  system, text, image and tool-result blocks is kept); ``redacted_thinking``,
   ``search_result`` and server-tool blocks in history; the signature when one
   assistant turn holds several thinking blocks (their texts are joined, so no single
   signature matches them); the thinking budget itself (it becomes a
@@ -122,7 +123,10 @@ def _user_to_hub(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any
             images = [_source_part(b, where) for b in inner_blocks if b.get("type") == "image"]
             if block.get("is_error"):
                 text = f"Error: {text}" if text else "Error"
-            tools.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id") or ""), "content": text})
+            marks = [b["cache_control"] for b in [block, *inner_blocks] if isinstance(b.get("cache_control"), dict)]
+            content: str | list[dict[str, Any]] = [{"type": "text", "text": text, "cache_control": marks[0]}] \
+                if marks else text
+            tools.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id") or ""), "content": content})
             tool_images += [p for p in images if p is not None]
         # thinking, search_result and server-tool blocks in a user turn are dropped
     out = list(tools)
@@ -352,7 +356,10 @@ def _turns_from_hub(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             call_id = safe_id(str(msg.get("tool_call_id") or ""), "")
             text = text_of(msg.get("content"))
             if call_id and call_id in last_tool_ids:
-                result = {"type": "tool_result", "tool_use_id": call_id, "content": text}
+                result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": text}
+                marks = [p["cache_control"] for p in parts_of(msg.get("content")) if isinstance(p.get("cache_control"), dict)]
+                if marks:
+                    result["cache_control"] = marks[-1]
                 if turns and turns[-1]["role"] == "user":
                     existing = turns[-1]["content"]
                     at = sum(1 for b in existing if b.get("type") == "tool_result")

@@ -61,6 +61,7 @@ from relaykit.dialects.openai_responses_stream import (
 __all__ = [
     "StreamFromHub",
     "StreamToHub",
+    "count_tokens_response",
     "error_body",
     "request_from_hub",
     "request_to_hub",
@@ -68,6 +69,11 @@ __all__ = [
     "response_to_hub",
     "usage_from_body",
 ]
+
+def count_tokens_response(n: int) -> dict[str, Any]:
+    """Body for ``POST /v1/responses/input_tokens``."""
+    return {"object": "response.input_tokens", "input_tokens": n}
+
 
 _STATELESS = "needs server-side conversation state, which this relay does not keep; send the full input instead."
 

@@ -574,3 +574,17 @@ def test_error_body(status: int, kind: str, etype: str) -> None:
 
 def test_count_tokens_response() -> None:
     assert A.count_tokens_response(42) == {"input_tokens": 42}
+
+
+def test_cache_control_on_a_tool_result_survives_a_round_trip() -> None:
+    body = {"max_tokens": 10, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "big output",
+                                      "cache_control": {"type": "ephemeral"}}]}]}
+    hub = A.request_to_hub(body, model="m")
+    assert hub["messages"][2]["content"] == [{"type": "text", "text": "big output",
+                                              "cache_control": {"type": "ephemeral"}}]
+    back = A.request_from_hub(hub, model="claude")
+    assert back["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "big output",
+                                               "cache_control": {"type": "ephemeral"}}]

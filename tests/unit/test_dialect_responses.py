@@ -478,3 +478,9 @@ def test_stream_to_hub_raises_on_upstream_failure(event: dict[str, Any]) -> None
 def test_error_body(status: int, kind: str, etype: str, code: str | None) -> None:
     assert R.error_body(status, "Nope.", kind) == {"error": {"message": "Nope.", "type": etype, "param": None,
                                                              "code": code}}
+
+
+def test_count_tokens_response_parses_in_the_sdk() -> None:
+    responses = pytest.importorskip("openai.types.responses")
+    body = R.count_tokens_response(42)
+    assert responses.InputTokenCountResponse.model_validate(body).input_tokens == 42
