@@ -588,3 +588,14 @@ def test_cache_control_on_a_tool_result_survives_a_round_trip() -> None:
     back = A.request_from_hub(hub, model="claude")
     assert back["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "big output",
                                                "cache_control": {"type": "ephemeral"}}]
+
+
+def test_request_from_hub_puts_late_tool_results_before_user_text() -> None:
+    hub = {"messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "user", "content": "also this"},
+        {"role": "tool", "tool_call_id": "t1", "content": "r"}]}
+    turns = A.request_from_hub(hub, model="c")["messages"]
+    assert turns[2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "r"},
+                                   {"type": "text", "text": "also this"}]
