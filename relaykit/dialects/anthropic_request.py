@@ -39,6 +39,7 @@ from relaykit.dialects.hub import (
     effort_for_budget,
     function_tools,
     hub_tool_call,
+    int_of,
     json_schema_of,
     max_tokens_of,
     obj_at,
@@ -255,7 +256,7 @@ def request_to_hub(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     thinking = obj_at(body, "thinking")
     output_config = obj_at(body, "output_config")
     if thinking.get("type") == "enabled":
-        hub["reasoning_effort"] = effort_for_budget(int(thinking.get("budget_tokens") or 0))
+        hub["reasoning_effort"] = effort_for_budget(int_of(thinking.get("budget_tokens")))
     elif thinking.get("type") != "disabled" and output_config.get("effort") in _EFFORTS:
         hub["reasoning_effort"] = _EFFORTS[output_config["effort"]]
     elif thinking.get("type") == "adaptive":
@@ -263,7 +264,7 @@ def request_to_hub(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     fmt = output_config.get("format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {"type": "object"}
-        hub["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": True}}
+        hub["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return hub
 
 
