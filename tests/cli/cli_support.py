@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from relaykit.store import billing
+from relaykit.store import accounts, billing
 from relaykit.store.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,3 +194,25 @@ def add_log(store: Store, *, user: str, model: str = "mock-gpt", channel: str = 
 
     store.tx(op)
     return request_id
+
+
+def seed_user(store: Store, name: str, usd: float = 0, group: str = "default") -> int:
+    """A customer with a balance, made with the repositories directly (fast test setup;
+    the `user` commands themselves are tested in test_cli_users.py)."""
+
+    def op(t: Any) -> int:
+        user = accounts.create_user(t, name, group=group)
+        if usd:
+            billing.topup(t, name, int(usd * QUOTA_PER_USD), note="test setup")
+        return int(user.id)
+
+    return store.tx(op)
+
+
+def seed_token(store: Store, user: str, name: str) -> int:
+    def op(t: Any) -> int:
+        row, _key = accounts.create_token(t, user_id=accounts.user_row(t, user).id, name=name, quota=None,
+                                          expires_at=None, group=None, models=[], ips=[], rpm=None, tpm=None)
+        return int(row.id)
+
+    return store.tx(op)

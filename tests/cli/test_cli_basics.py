@@ -37,9 +37,12 @@ def test_usage_error_from_the_real_entry_point(tmp_path) -> None:
     p = run_relaykit("token", "create", "--user", "alice", cwd=tmp_path)
     assert p.returncode == 2
     assert_one_line_error(p.stderr, "Missing option '--name'")
-    p = run_relaykit("frobnicate", cwd=tmp_path)
-    assert p.returncode == 2
-    assert_one_line_error(p.stderr, "frobnicate")
+
+
+def test_unknown_command_is_a_usage_error(cli) -> None:
+    r = cli("frobnicate")
+    assert r.code == 2
+    assert_one_line_error(r.err, "frobnicate")
 
 
 def test_no_arguments_prints_help_and_lists_every_command_group(cli) -> None:

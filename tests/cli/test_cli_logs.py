@@ -8,7 +8,15 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from tests.cli.cli_support import QUOTA_PER_USD, add_log, assert_one_line_error, spawn, user_id
+from tests.cli.cli_support import (
+    QUOTA_PER_USD,
+    add_log,
+    assert_one_line_error,
+    seed_token,
+    seed_user,
+    spawn,
+    user_id,
+)
 
 from relaykit.store import billing
 
@@ -21,14 +29,13 @@ def _utc(day: str) -> float:
 
 
 @pytest.fixture
-def populated(cli, env):
+def populated(env):
     """alice and bob, one token each, four settled requests over two models, two channels, two days."""
-    for name in ("alice", "bob"):
-        assert cli("user", "create", name, "--config", env.config).code == 0
-        assert cli("user", "topup", name, "10", "--config", env.config).code == 0
-    ta = cli("token", "create", "--user", "alice", "--name", "a-key", "--json", "--config", env.config).json["id"]
-    tb = cli("token", "create", "--user", "bob", "--name", "b-key", "--json", "--config", env.config).json["id"]
     store = env.store()
+    seed_user(store, "alice", usd=10)
+    seed_user(store, "bob", usd=10)
+    ta = seed_token(store, "alice", "a-key")
+    tb = seed_token(store, "bob", "b-key")
     add_log(store, user="alice", token_id=ta, token_name="a-key", model="mock-gpt", channel="local-mock",
             prompt=10, completion=5, quota=100, created_at=_utc("2024-01-10"))
     add_log(store, user="alice", token_id=ta, token_name="a-key", model="mock-gpt", channel="other",
@@ -94,9 +101,8 @@ def test_tail_table(cli, env, populated, wide) -> None:
 
 
 def test_tail_follow_prints_rows_inserted_after_it_started(cli, env) -> None:
-    cli("user", "create", "alice", "--config", env.config)
-    cli("user", "topup", "alice", "1", "--config", env.config)
     store = env.store()
+    seed_user(store, "alice", usd=1)
     add_log(store, user="alice", model="mock-gpt", quota=100)
     with spawn("logs", "tail", "-f", "--json", "--config", env.config, cwd=env.dir) as (proc, out):
         first = orjson.loads(out.wait_for(lambda line: line.startswith("{")))
@@ -116,9 +122,8 @@ def test_tail_follow_prints_rows_inserted_after_it_started(cli, env) -> None:
 
 
 def test_prune_deletes_only_old_rows_and_never_ledger(cli, env) -> None:
-    cli("user", "create", "alice", "--config", env.config)
-    cli("user", "topup", "alice", "1", "--config", env.config)
     store = env.store()
+    seed_user(store, "alice", usd=1)
     now = time.time()
     add_log(store, user="alice", model="old", quota=5, created_at=now - 3 * 86400)
     add_log(store, user="alice", model="older", quota=6, created_at=now - 30 * 86400)
@@ -140,9 +145,8 @@ def test_prune_deletes_only_old_rows_and_never_ledger(cli, env) -> None:
 
 def test_prune_defaults_to_retention_days(cli, env) -> None:
     # the test config sets logs.retention_days: 2
-    cli("user", "create", "alice", "--config", env.config)
-    cli("user", "topup", "alice", "1", "--config", env.config)
     store = env.store()
+    seed_user(store, "alice", usd=1)
     now = time.time()
     add_log(store, user="alice", model="three-days", created_at=now - 3 * 86400)
     add_log(store, user="alice", model="one-day", created_at=now - 1 * 86400)

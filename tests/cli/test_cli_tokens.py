@@ -6,12 +6,12 @@ import hashlib
 import time
 
 import pytest
-from tests.cli.cli_support import QUOTA_PER_USD, assert_one_line_error
+from tests.cli.cli_support import QUOTA_PER_USD, assert_one_line_error, seed_user
 
 
 @pytest.fixture
-def alice(cli, env) -> str:
-    assert cli("user", "create", "alice", "--config", env.config).code == 0
+def alice(env) -> str:
+    seed_user(env.store(), "alice")
     return "alice"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.cli.cli_support import QUOTA_PER_USD, assert_one_line_error
+from tests.cli.cli_support import QUOTA_PER_USD, assert_one_line_error, seed_user
 
 from relaykit.store.accounts import verify_password
 
@@ -91,7 +91,7 @@ def test_user_show_text(cli, env) -> None:
 
 @pytest.mark.parametrize("amount", ["0", "-1", "abc", "NaN", "0.0000000001"])
 def test_topup_refuses_bad_amounts(cli, env, amount) -> None:
-    cli("user", "create", "alice", "--config", env.config)
+    seed_user(env.store(), "alice")
     r = cli("user", "topup", "alice", "--config", env.config, "--", amount)
     assert r.code != 0
     assert_one_line_error(r.err)
