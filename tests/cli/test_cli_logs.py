@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import orjson
 import pytest
