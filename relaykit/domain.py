@@ -71,6 +71,7 @@ class Channel:
     timeouts: Timeouts = field(default_factory=Timeouts)
     enabled: bool = True
     api_version: str | None = None
+    api: str = "chat"  # "responses": an OpenAI upstream that is reached through Responses only
 
     def upstream_model(self, model: str) -> str:
         for src, dst in self.model_map:

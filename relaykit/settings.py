@@ -167,7 +167,7 @@ _BILLING = {"quota_per_usd", "default_max_tokens", "checkin"}
 _CHECKIN = {"enabled", "min_usd", "max_usd"}
 _LOGS = {"retention_days", "store_bodies"}
 _CHANNEL = {"name", "type", "base_url", "keys", "models", "model_map", "groups", "priority",
-            "weight", "timeouts", "enabled", "api_version"}
+            "weight", "timeouts", "enabled", "api_version", "api"}
 _PRICE_USD = {"input", "output", "cache_read", "cache_write"}
 _PRICE_RATIO = {"ratio", "completion_ratio", "cache_read_ratio", "cache_write_ratio"}
 _PRICE = _PRICE_USD | _PRICE_RATIO | {"per_call"}
@@ -348,6 +348,10 @@ def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, 
     tvals = {k: v.number(tspec[k], path + ("timeouts", k), f"timeouts.{k} of {label}") for k in tspec
              if k in {"connect", "first_byte", "idle"}}
     enabled = spec.get("enabled", True)
+    api = spec.get("api", "chat")
+    if api not in ("chat", "responses"):
+        v.err(path + ("api",), f"api of {label} must be 'chat' or 'responses'")
+        api = "chat"
     if not isinstance(enabled, bool):
         v.err(path + ("enabled",), f"enabled of {label} must be true or false")
     if name is None or base_url is None or priority is None or weight is None or None in tvals.values():
@@ -359,7 +363,7 @@ def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, 
                    models=tuple(models), model_map=tuple(model_map), groups=tuple(chan_groups),
                    priority=int(priority), weight=int(weight),
                    timeouts=Timeouts(**{k: float(x) for k, x in tvals.items()}), enabled=bool(enabled),
-                   api_version=spec.get("api_version"))
+                   api_version=spec.get("api_version"), api=api)
 
 
 def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,

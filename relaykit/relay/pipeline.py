@@ -28,6 +28,7 @@ import orjson
 from ..dialects import openai_chat
 from ..dialects.hub import UpstreamStreamError
 from ..dialects.registry import dialect as dialect_module
+from ..dialects.rawjson import replace_top_level
 from ..dialects.sse import SSEParser
 from ..domain import Channel, Price, Usage
 from ..errors import (InvalidRequest, ModelNotFound, PermissionDenied, RateLimited, RelayError,
@@ -39,6 +40,7 @@ from ..store.store import Store
 from . import pricing
 from .auth import Caller, check_model
 from .channels import kind_for
+from .channels.base import VENDOR_HEADERS, UpstreamRequest
 from .meter import IMAGE_TOKENS, MESSAGE_OVERHEAD, estimate_tokens, usage_from_hub
 from .select import Router
 from .upstream import Reply, UpstreamPool
@@ -60,6 +62,9 @@ class ChatCall:
     caller: Caller
     client_ip: str = ""
     include_usage: bool = False  # the client asked for usage in its stream
+    raw: bytes = b""             # the client's body as received (passthrough edits these bytes)
+    headers: dict[str, str] = field(default_factory=dict)  # the client's request headers
+    query: dict[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -163,18 +168,26 @@ class Pipeline:
 
     def _upstream_body(self, call: ChatCall, hub_request: dict[str, Any], up_dialect: str, model: str) -> bytes:
         if up_dialect == call.dialect:
-            body = dict(call.body)
-            body["model"] = model
-            if up_dialect == openai_chat.NAME and call.stream:
-                so = dict(body.get("stream_options") or {})
-                so["include_usage"] = True  # always meter; the usage chunk is dropped if not asked
-                body["stream_options"] = so
-            return orjson.dumps(body)
+            return self._passthrough_body(call, model)
         hub = dict(hub_request)
         hub["stream"] = call.stream
         if call.stream:
             hub["stream_options"] = {"include_usage": True}
+        else:
+            hub.pop("stream_options", None)
         return orjson.dumps(dialect_module(up_dialect).request_from_hub(hub, model=model))
+
+    def _passthrough_body(self, call: ChatCall, model: str) -> bytes:
+        """The client's bytes with only the model renamed (and OpenAI stream usage asked for)."""
+        raw = call.raw or orjson.dumps(call.body)
+        if call.dialect == "gemini":
+            return raw  # the model travels in the URL
+        out = replace_top_level(raw, "model", model) if model != call.body.get("model") else raw
+        if call.dialect == openai_chat.NAME and call.stream and not call.include_usage:
+            so = call.body.get("stream_options")
+            merged = {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
+            out = replace_top_level(out, "stream_options", merged)  # the usage chunk is dropped on the way back
+        return out
 
     async def _forward(self, run: _Run, plan: list[Channel], hub_request: dict[str, Any]) -> tuple[Reply, str]:
         call = run.call
@@ -183,12 +196,18 @@ class Pipeline:
             kind = kind_for(channel.type)
             assert kind is not None  # the router only plans known types
             model = channel.upstream_model(call.model)
-            body = self._upstream_body(call, hub_request, kind.dialect, model)
+            up_dialect = kind.dialect_for(channel, call.dialect)
+            same = up_dialect == call.dialect
+            req = UpstreamRequest(
+                dialect=up_dialect, model=model, stream=call.stream,
+                body=self._upstream_body(call, hub_request, up_dialect, model),
+                headers={h: call.headers[h] for h in VENDOR_HEADERS.get(up_dialect, ()) if same and h in call.headers},
+                query={k: v for k, v in call.query.items() if same and k == "beta"})
             key = self.router.next_key(channel)
             t0 = self.monotonic()
             run.channel, run.upstream_model = channel, model
             try:
-                reply = await kind.open_chat(self.pool, channel, key, body, call.stream)
+                reply = await kind.open(self.pool, channel, key, req)
             except UpstreamError as exc:
                 run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
                                      "error": exc.message})
@@ -196,7 +215,7 @@ class Pipeline:
                 continue
             run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
             if reply.status < 400:
-                return reply, kind.dialect
+                return reply, up_dialect
             last = await self._upstream_failure(reply, channel)
             if reply.status in NO_RETRY_STATUSES or (400 <= reply.status < 500 and reply.status not in (401, 403, 408, 409, 429)):
                 raise last

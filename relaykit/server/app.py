@@ -20,7 +20,7 @@ from ..store import billing
 from ..store import logs as logs_repo
 from ..store.store import Store
 from ..settings import Settings
-from . import openai_routes
+from . import openai_routes, vendor_routes
 from .middleware import errors
 from .services import SERVICES, Services
 
@@ -35,10 +35,19 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
                           handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
     app[SERVICES] = Services.build(settings, store, rng=rng, clock=clock)
 
-    app.router.add_get("/", openai_routes.root)
-    app.router.add_post("/v1/chat/completions", openai_routes.chat_completions)
-    app.router.add_get("/v1/models", openai_routes.list_models)
-    app.router.add_get("/v1/models/{model}", openai_routes.get_model)
+    r = app.router
+    r.add_get("/", openai_routes.root)
+    r.add_post("/v1/chat/completions", openai_routes.chat_completions)
+    r.add_post("/v1/responses", vendor_routes.responses)
+    r.add_post("/v1/responses/input_tokens", vendor_routes.responses_input_tokens)
+    r.add_post("/v1/messages", vendor_routes.messages)
+    r.add_post("/v1/messages/count_tokens", vendor_routes.count_tokens)
+    r.add_get("/v1/models", vendor_routes.list_models)
+    r.add_get("/v1/models/{target}", vendor_routes.get_model)
+    r.add_post("/v1/models/{target}", vendor_routes.gemini_action)
+    r.add_get("/v1beta/models", vendor_routes.gemini_list_models)
+    r.add_get("/v1beta/models/{target}", vendor_routes.gemini_get_model)
+    r.add_post("/v1beta/models/{target}", vendor_routes.gemini_action)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]

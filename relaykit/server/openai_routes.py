@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from ..dialects import openai_chat
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import InvalidRequest
 from ..relay.auth import Caller, extract_key
 from ..relay.pipeline import ChatCall
 from .body import read_json
@@ -38,8 +37,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if problem:
         raise InvalidRequest(problem)
     call = ChatCall(openai_chat.NAME, body, body["model"], bool(body.get("stream", False)), caller,
-                    request.remote or "", include_usage=openai_chat.wants_usage(body))
+                    request.remote or "", include_usage=openai_chat.wants_usage(body),
+                    raw=await request.read(), headers=lower_headers(request))
     return await send(request, await svc.pipeline.chat(call))
+
+
+def lower_headers(request: web.Request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
 
 
 def models_for(svc: Services, caller: Caller) -> list[str]:
@@ -48,26 +52,6 @@ def models_for(svc: Services, caller: Caller) -> list[str]:
     if caller.token.models:
         names = [m for m in names if m in caller.token.models]
     return names
-
-
-def _model_obj(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "relaykit"}
-
-
-@dialect(openai_chat.NAME)
-async def list_models(request: web.Request) -> web.Response:
-    svc, caller = await authenticate(request)
-    data = [_model_obj(m) for m in models_for(svc, caller)]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
-
-
-@dialect(openai_chat.NAME)
-async def get_model(request: web.Request) -> web.Response:
-    svc, caller = await authenticate(request)
-    name = request.match_info["model"]
-    if name not in models_for(svc, caller):
-        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access to it.")
-    return web.Response(body=orjson.dumps(_model_obj(name)), content_type="application/json")
 
 
 async def root(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from ..dialects.registry import dialect as dialect_module
 from ..errors import RelayError
 from ..relay.pipeline import JsonReply, StreamReply
 
-DIALECT_KEY = "relaykit.dialect"
+DIALECT_KEY: web.RequestKey[str] = web.RequestKey("relaykit.dialect", str)
 
 
 def error_response(dialect: str, err: RelayError) -> web.Response:

@@ -17,7 +17,7 @@ from typing import Any
 
 import peewee as pw
 
-from ..errors import InsufficientQuota, NotFoundError
+from ..errors import InsufficientQuota, NotFoundError, PermissionDenied
 from .accounts import bump_changes
 from .tables import Tables, now
 
@@ -38,6 +38,10 @@ def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None
                .where((t.User.id == user_id) & (t.User.status == "active") & (t.User.balance >= amount))
                .execute())
     if changed != 1:
+        user = t.User.get_or_none(t.User.id == user_id)
+        if user is None or user.status != "active":
+            # the database may know before the cache does (a CLI disable a moment ago)
+            raise PermissionDenied("The account this API key belongs to is disabled.", code="account_disabled")
         raise InsufficientQuota("Your balance is too low for this request; top up and try again.")
     if token_limited:
         changed = (t.Token.update(remain_quota=t.Token.remain_quota - amount)

@@ -20,6 +20,7 @@ from ...dialects import openai_chat
 from ...domain import Channel
 from ..meter import estimate_tokens
 from ..upstream import BytesReply, UpstreamPool
+from .base import UpstreamRequest
 
 
 def _last_user_text(messages: list[Any]) -> str:
@@ -62,12 +63,14 @@ def usage(body: dict[str, Any], text: str) -> dict[str, Any]:
 
 
 class MockChannel:
-    dialect = "openai_chat"
-    supports_chat = True
+    dialects = ("openai_chat",)
 
-    async def open_chat(self, pool: UpstreamPool, channel: Channel, key: str, body: bytes,
-                        stream: bool) -> BytesReply:
-        req = orjson.loads(body)
+    def dialect_for(self, channel: Channel, client_dialect: str) -> str:
+        return "openai_chat"
+
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, upstream: UpstreamRequest) -> BytesReply:
+        stream = upstream.stream
+        req = orjson.loads(upstream.body)
         pieces, finish = answer_words(req)
         text = "".join(pieces)
         model = req.get("model", "mock")

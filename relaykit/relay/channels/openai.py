@@ -1,19 +1,58 @@
-"""OpenAI and OpenAI-compatible upstreams (openai, openai-compatible, deepseek)."""
+"""OpenAI and OpenAI-compatible upstreams (openai, openai-compatible, deepseek) and Azure.
+
+An ``openai`` channel speaks Chat Completions and Responses: a Responses client passes
+through to ``/v1/responses``, every other client goes through Chat Completions, unless
+the channel says ``api: responses`` (an upstream that only offers Responses), in which
+case every client is served through Responses.
+"""
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 from ...domain import Channel
 from ..upstream import HttpReply, UpstreamPool
-from .base import join_url
+from .base import UpstreamRequest, join_url, prefer
+
+PATHS = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses"}
+AZURE_API_VERSION = "2024-10-21"
+
+
+def _headers(req: UpstreamRequest, auth: dict[str, str]) -> dict[str, str]:
+    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if req.stream else "application/json"}
+    h.update(req.headers)
+    h.update(auth)
+    return h
 
 
 class OpenAIChannel:
-    dialect = "openai_chat"
-    supports_chat = True
+    dialects = ("openai_chat", "openai_responses")
 
-    async def open_chat(self, pool: UpstreamPool, channel: Channel, key: str, body: bytes,
-                        stream: bool) -> HttpReply:
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                   "Accept": "text/event-stream" if stream else "application/json"}
-        return await pool.post(join_url(channel.base_url, "/v1/chat/completions"), headers=headers,
-                               body=body, timeouts=channel.timeouts)
+    def __init__(self, *, responses: bool = True) -> None:
+        if not responses:
+            self.dialects = ("openai_chat",)
+
+    def dialect_for(self, channel: Channel, client_dialect: str) -> str:
+        if channel.api == "responses" and "openai_responses" in self.dialects:
+            return "openai_responses"
+        return prefer(self.dialects, client_dialect)
+
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+        url = join_url(channel.base_url, PATHS[req.dialect])
+        return await pool.post(url, headers=_headers(req, {"Authorization": f"Bearer {key}"}), body=req.body,
+                               timeouts=channel.timeouts)
+
+
+class AzureChannel:
+    """Azure OpenAI: the deployment is the (mapped) model name; the key goes in ``api-key``."""
+
+    dialects = ("openai_chat",)
+
+    def dialect_for(self, channel: Channel, client_dialect: str) -> str:
+        return "openai_chat"
+
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+        version = channel.api_version or AZURE_API_VERSION
+        url = (f"{channel.base_url.rstrip('/')}/openai/deployments/{quote(req.model, safe='')}/chat/completions?"
+               + urlencode({"api-version": version}))
+        return await pool.post(url, headers=_headers(req, {"api-key": key}), body=req.body, timeouts=channel.timeouts)
