@@ -131,7 +131,11 @@ class _Tree:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
-        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+        try:
+            return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise _LineError(node.start_mark.line + 1, f"the value {node.value!r} is not valid: {what}") from None
 
 
 class _LineError(Exception):
@@ -366,6 +370,14 @@ def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, 
                    api_version=spec.get("api_version"), api=api)
 
 
+def _port(v: _Validator, value: Any) -> int:
+    port = v.number(value, ("server", "port"), "server.port", integer=True)
+    if port is not None and port > 65535:
+        v.err(("server", "port"), "server.port must be between 0 and 65535")
+        return 0
+    return int(port or 0)
+
+
 def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
                    env: dict[str, str] | None = None) -> Settings:
     v = _Validator(lines, dict(os.environ) if env is None else env)
@@ -374,7 +386,7 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
     s = v.mapping(top.get("server"), ("server",), _SERVER, "server")
     server = ServerSettings(
         host=str(s.get("host", "127.0.0.1")),
-        port=v.number(s.get("port", 3000), ("server", "port"), "server.port", integer=True) or 0,
+        port=_port(v, s.get("port", 3000)),
         max_body_mb=v.number(s.get("max_body_mb", 32), ("server", "max_body_mb"), "server.max_body_mb") or 32,
         drain_seconds=v.number(s.get("drain_seconds", 30), ("server", "drain_seconds"), "server.drain_seconds") or 0,
         expose_overhead=bool(s.get("expose_overhead", False)),
@@ -472,6 +484,8 @@ def load_settings(path: str | Path, *, env: dict[str, str] | None = None) -> Set
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"The configuration file {p} does not exist; run 'relaykit init' to create one.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"The configuration file {p} is not UTF-8 text.") from None
     except OSError as exc:
         raise ConfigError(f"The configuration file {p} cannot be read: {exc.strerror}.") from None
     try:

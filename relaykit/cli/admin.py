@@ -134,9 +134,14 @@ def db_backup(path: Annotated[Path, typer.Argument(help="Where to write the copy
         raise CliError("db backup copies SQLite databases; use pg_dump for PostgreSQL.")
     if path.exists():
         raise CliError(f"{path} already exists; choose a new file.")
+    if not path.parent.is_dir():
+        raise CliError(f"The directory {path.parent} does not exist.")
     open_store(s)
-    with sqlite3.connect(str(src)) as a, sqlite3.connect(str(path)) as b:
-        a.backup(b)
+    try:
+        with sqlite3.connect(str(src)) as a, sqlite3.connect(str(path)) as b:
+            a.backup(b)
+    except sqlite3.Error as exc:
+        raise CliError(f"The backup to {path} failed: {exc}.") from None
     if json:
         output.json_out({"path": str(path), "bytes": path.stat().st_size})
     else:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except RelayError as exc:
         error(exc.message)
         return 1
+    except OverflowError:
+        error("A number on the command line is too large.")
+        return 1
     except KeyboardInterrupt:
         return 130
     if isinstance(rv, int):

@@ -18,6 +18,7 @@ ConfigOpt = Annotated[Optional[str], typer.Option(
     "--config", "-c", help="Config file (default: $RELAYKIT_CONFIG, ./relaykit.yaml, or the user config dir).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+MAX_USD = Decimal(10) ** 9  # keeps every quota amount far inside a 64-bit integer
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -52,6 +53,8 @@ def parse_usd(text: str, what: str = "amount") -> Decimal:
         raise CliError(f"The {what} '{text}' is not a number of US dollars.") from None
     if not value.is_finite() or value <= 0:
         raise CliError(f"The {what} must be a positive number of US dollars.")
+    if value > MAX_USD:
+        raise CliError(f"The {what} must be at most {MAX_USD:,} US dollars.")
     return value
 
 
@@ -60,7 +63,10 @@ def parse_when(text: str | None, what: str) -> float | None:
     if not text:
         return None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return time.mktime(time.strptime(text, "%Y-%m-%d"))
+        try:
+            return time.mktime(time.strptime(text, "%Y-%m-%d"))
+        except ValueError:
+            raise CliError(f"The {what} date '{text}' is not a real date.") from None
     if re.fullmatch(r"\d{9,}", text):
         return float(text)
     return time.time() - parse_duration(text, what)

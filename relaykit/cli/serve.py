@@ -96,6 +96,7 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite an exist
          config: ConfigOpt = None, json: JsonOpt = False) -> None:
     """Write a starter relaykit.yaml, create the database and the first admin user."""
     path = resolve_config_path(config) if config else Path("relaykit.yaml")
+    accounts.check_user_name(admin)
     if path.exists() and not force:
         raise CliError(f"{path} already exists; pass --force to overwrite it.")
     text = resources.files("relaykit").joinpath("example.yaml").read_text(encoding="utf-8")

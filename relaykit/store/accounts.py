@@ -57,10 +57,14 @@ def user_dict(t: Tables, u: Any, quota_per_usd: int) -> dict[str, Any]:
             "created_at": u.created_at}
 
 
+def check_user_name(name: str) -> None:
+    if not name or len(name) > 64 or any(c.isspace() for c in name) or not name.isprintable():
+        raise CliError("A user name must be 1 to 64 printable characters without spaces.")
+
+
 def create_user(t: Tables, name: str, *, group: str = "default", role: str = "customer",
                 password_hash: str | None = None) -> Any:
-    if not name or len(name) > 64 or any(c.isspace() for c in name):
-        raise CliError("A user name must be 1 to 64 characters without spaces.")
+    check_user_name(name)
     try:
         with t.db.atomic():
             user = t.User.create(name=name, group=group, role=role, password_hash=password_hash)

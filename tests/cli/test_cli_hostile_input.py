@@ -23,18 +23,13 @@ def alice(env) -> str:
 
 
 @pytest.mark.parametrize("args", [
-    pytest.param(("user", "topup", "alice", "1e30"), id="topup-huge",
-                 marks=_bug("quota beyond 64-bit integers reaches SQLite (OverflowError)", OverflowError)),
-    pytest.param(("token", "create", "--user", "alice", "--name", "x", "--quota", "1e30"), id="token-quota-huge",
-                 marks=_bug("quota beyond 64-bit integers reaches SQLite (OverflowError)", OverflowError)),
+    pytest.param(("user", "topup", "alice", "1e30"), id="topup-huge"),
+    pytest.param(("token", "create", "--user", "alice", "--name", "x", "--quota", "1e30"), id="token-quota-huge"),
     pytest.param(("token", "create", "--user", "alice", "--name", "x", "--rpm", "99999999999999999999"),
-                 id="token-rpm-huge", marks=_bug("--rpm beyond 64 bits reaches SQLite", OverflowError)),
-    pytest.param(("token", "show", "99999999999999999999"), id="token-id-huge",
-                 marks=_bug("token ID beyond 64 bits reaches SQLite", OverflowError)),
-    pytest.param(("logs", "tail", "--token", "99999999999999999999"), id="tail-token-huge",
-                 marks=_bug("--token beyond 64 bits reaches SQLite", OverflowError)),
-    pytest.param(("usage", "--since", "2024-02-30"), id="usage-impossible-date",
-                 marks=_bug("parse_when lets time.strptime's ValueError escape", ValueError)),
+                 id="token-rpm-huge"),
+    pytest.param(("token", "show", "99999999999999999999"), id="token-id-huge"),
+    pytest.param(("logs", "tail", "--token", "99999999999999999999"), id="tail-token-huge"),
+    pytest.param(("usage", "--since", "2024-02-30"), id="usage-impossible-date"),
     pytest.param(("token", "create", "--user", "alice", "--name", "x", "--expires", "1e400d"), id="expires-1e400"),
     pytest.param(("user", "topup", "alice", "Infinity"), id="topup-infinity"),
     pytest.param(("token", "revoke", "-1"), id="revoke-negative"),
@@ -45,8 +40,6 @@ def test_hostile_values_are_one_sentence(cli, env, alice, args) -> None:
     assert_one_line_error(r.err)
 
 
-@_bug("db backup lets sqlite3.OperationalError escape when the target directory is missing",
-      sqlite3.OperationalError)
 def test_backup_into_a_missing_directory_is_one_sentence(cli, env, tmp_path) -> None:
     r = cli("db", "backup", tmp_path / "no" / "such" / "dir" / "b.db", "--config", env.config)
     assert r.code != 0
@@ -54,12 +47,9 @@ def test_backup_into_a_missing_directory_is_one_sentence(cli, env, tmp_path) -> 
 
 
 @pytest.mark.parametrize("text", [
-    pytest.param("server:\n  port: !!int notanint\n", id="bad-int-tag",
-                 marks=_bug("settings._Tree.build constructs scalars outside parse_yaml's try", ValueError)),
-    pytest.param("server:\n  host: !!python/object:os.system x\n", id="python-tag",
-                 marks=_bug("settings._Tree.build: yaml ConstructorError escapes", yaml.YAMLError)),
-    pytest.param("logs:\n  retention_days: 2024-13-45\n", id="impossible-timestamp",
-                 marks=_bug("settings._Tree.build: an impossible YAML timestamp raises ValueError", ValueError)),
+    pytest.param("server:\n  port: !!int notanint\n", id="bad-int-tag"),
+    pytest.param("server:\n  host: !!python/object:os.system x\n", id="python-tag"),
+    pytest.param("logs:\n  retention_days: 2024-13-45\n", id="impossible-timestamp"),
     pytest.param("- just\n- a list\n", id="top-level-list"),
 ])
 def test_hostile_yaml_is_reported_not_raised(cli, tmp_path, text) -> None:
@@ -70,7 +60,6 @@ def test_hostile_yaml_is_reported_not_raised(cli, tmp_path, text) -> None:
     assert "relaykit: " in r.err and str(cfg) in r.err and "line " in r.err
 
 
-@_bug("load_settings catches OSError but not UnicodeDecodeError", UnicodeDecodeError)
 def test_config_that_is_not_utf8_is_one_sentence(cli, tmp_path) -> None:
     cfg = tmp_path / "latin.yaml"
     cfg.write_bytes(b'server:\n  host: "\xff\xfe"\n')
@@ -79,8 +68,6 @@ def test_config_that_is_not_utf8_is_one_sentence(cli, tmp_path) -> None:
     assert_one_line_error(r.err, str(cfg))
 
 
-@_bug("server.port is not range-checked: 99999 passes config check and serve silently listens on "
-      "99999 mod 65536", AssertionError)
 def test_port_out_of_range_is_a_config_error(cli, tmp_path) -> None:
     cfg = tmp_path / "relaykit.yaml"
     cfg.write_text("server:\n  port: 99999\n", encoding="utf-8")
@@ -89,8 +76,6 @@ def test_port_out_of_range_is_a_config_error(cli, tmp_path) -> None:
     assert any("line 2" in e and "port" in e for e in r.json["errors"])
 
 
-@_bug("init writes relaykit.yaml before validating --admin, so a typo leaves a config that needs --force",
-      AssertionError)
 def test_init_with_a_bad_admin_name_leaves_nothing_behind(cli, tmp_path) -> None:
     r = cli("init", "--admin", "two words")
     assert r.code == 1
