@@ -44,6 +44,8 @@ def _cell(v: Any) -> str:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.6f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.0f}"
     if isinstance(v, (list, tuple)):
         return ", ".join(map(str, v)) or "-"
     return str(v)
@@ -79,6 +81,14 @@ def progress(description: str, total: int | None) -> Iterator[Any]:
                 p.advance(task, n)
 
         yield Advance()
+
+
+def when(ts: float | None) -> str:
+    """Unix seconds as local date and time for tables (JSON keeps the number)."""
+    if ts is None:
+        return "-"
+    from datetime import datetime
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def rows_of(items: Iterable[Any]) -> list[dict[str, Any]]:

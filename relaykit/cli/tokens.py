@@ -74,7 +74,8 @@ def list_(user: Annotated[Optional[str], typer.Option("--user", help="Only this 
     if json:
         output.json_out(rows)
     else:
-        output.table(rows, COLUMNS, empty="No tokens yet.")
+        output.table([{**r, "expires_at": output.when(r["expires_at"])} for r in rows], COLUMNS,
+                     empty="No tokens yet.")
 
 
 @app.command("show")

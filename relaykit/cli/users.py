@@ -68,8 +68,9 @@ def show(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
         return
     output.say(f"{info['name']}  group {info['group']}  status {info['status']}  "
                f"balance ${info['usd']} ({info['quota']} quota)  requests {info['request_count']}")
-    output.table(info["ledger"], [("created_at", "When"), ("kind", "Kind"), ("amount", "Amount"),  # type: ignore[arg-type]
-                                  ("note", "Note")], title="Latest ledger entries", empty="No ledger entries.")
+    rows = [{**e, "when": output.when(e["created_at"])} for e in info["ledger"]]  # type: ignore[attr-defined]
+    output.table(rows, [("when", "When"), ("kind", "Kind"), ("amount", "Amount"), ("note", "Note")],
+                 title="Latest ledger entries", empty="No ledger entries.")
 
 
 @app.command("topup")
