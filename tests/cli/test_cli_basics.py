@@ -84,7 +84,8 @@ def test_prices_list_table(cli, env, wide) -> None:
     assert r.code == 0, r.err
     rows = {line.split("│")[1].strip(): line for line in r.out.splitlines() if line.startswith("│")}
     assert set(rows) == {"mock-gpt", "mock-mini", "mock-fixed"}
-    assert "2.5" in rows["mock-gpt"] and "10.0" in rows["mock-gpt"]
+    cells = [c.strip() for c in rows["mock-gpt"].split("│")]
+    assert cells[2:4] == ["2.5", "10"]
     assert "0.04" in rows["mock-fixed"]
 
 
