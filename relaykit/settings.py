@@ -66,6 +66,22 @@ class RetrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    eject_after: int = 5
+    eject_seconds: float = 30.0
+    eject_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Per-customer limits (per-token limits live on the token).  None = no limit."""
+    user_rpm: int | None = None
+    user_tpm: int | None = None
+    user_concurrency: int | None = None
+    token_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     path: str
     database_url: str
@@ -74,6 +90,8 @@ class Settings:
     billing: BillingSettings = field(default_factory=BillingSettings)
     logs: LogsSettings = field(default_factory=LogsSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     groups: dict[str, Group] = field(default_factory=dict)
     prices: dict[str, Price] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
@@ -165,7 +183,8 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 
 # --------------------------------------------------------------------------- validation
 
-_TOP = {"server", "database", "redis", "billing", "logs", "retry", "groups", "models", "channels"}
+_TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
+        "channels"}
 _SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
 _BILLING = {"quota_per_usd", "default_max_tokens", "checkin"}
 _CHECKIN = {"enabled", "min_usd", "max_usd"}
@@ -421,6 +440,20 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
     retry = RetrySettings(max_attempts=v.number(rt.get("max_attempts", 3), ("retry", "max_attempts"),
                                                 "retry.max_attempts", integer=True, minimum=1) or 3)
 
+    hs = v.mapping(top.get("health"), ("health",), {"eject_after", "eject_seconds", "eject_max_seconds"}, "health")
+    health = HealthConfig(
+        eject_after=v.number(hs.get("eject_after", 5), ("health", "eject_after"), "health.eject_after",
+                             integer=True, minimum=1) or 5,
+        eject_seconds=v.number(hs.get("eject_seconds", 30), ("health", "eject_seconds"), "health.eject_seconds") or 30,
+        eject_max_seconds=v.number(hs.get("eject_max_seconds", 300), ("health", "eject_max_seconds"),
+                                   "health.eject_max_seconds") or 300,
+    )
+    lm = v.mapping(top.get("limits"), ("limits",), {"user_rpm", "user_tpm", "user_concurrency", "token_concurrency"},
+                   "limits")
+    limits = LimitSettings(**{k: v.number(lm[k], ("limits", k), f"limits.{k}", integer=True, minimum=1)
+                              for k in ("user_rpm", "user_tpm", "user_concurrency", "token_concurrency")
+                              if lm.get(k) is not None})
+
     groups: dict[str, Group] = {}
     graw = top.get("groups")
     if graw is None:
@@ -472,7 +505,8 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
             v.warn(("models", m), f"model '{m}' has a price but no channel serves it")
 
     return Settings(path=path, database_url=db_url, redis_url=redis_url if isinstance(redis_url, str) else None,
-                    server=server, billing=billing, logs=logs, retry=retry, groups=groups, prices=prices,
+                    server=server, billing=billing, logs=logs, retry=retry, health=health, limits=limits,
+                    groups=groups, prices=prices,
                     channels=tuple(channels), problems=tuple(v.problems))
 
 

@@ -39,8 +39,11 @@ from ..store.billing import HoldTicket
 from ..store.store import Store
 from . import pricing
 from .auth import Caller, check_model
+from ..store import channels as channels_repo
 from .channels import kind_for
 from .channels.base import VENDOR_HEADERS, UpstreamRequest
+from .health import Health, HealthSettings, fingerprint, mask
+from .limits import Lease, Limiter
 from .meter import IMAGE_TOKENS, MESSAGE_OVERHEAD, estimate_tokens, usage_from_hub
 from .select import Router
 from .upstream import Reply, UpstreamPool
@@ -48,7 +51,6 @@ from .upstream import Reply, UpstreamPool
 log = logging.getLogger("relaykit.relay")
 
 ERROR_BODY_LIMIT = 1024 * 1024
-NO_RETRY_STATUSES = frozenset({400, 404, 413, 422})
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class _Run:
     group_ratio: Decimal
     prompt_estimate: int
     started: float
+    lease: Lease
     channel: Channel | None = None
     upstream_model: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -109,6 +112,10 @@ class Pipeline:
         self.router = router
         self.clock = clock
         self.monotonic = monotonic
+        h = settings.health
+        self.health = Health(HealthSettings(h.eject_after, h.eject_seconds, h.eject_max_seconds), monotonic)
+        self.limiter = Limiter(settings.limits, monotonic)
+        self._dead_here: set[str] = set()  # key fingerprints this process saw refused (until the cache has them)
 
     # ------------------------------------------------------------------ stages before forwarding
 
@@ -140,6 +147,15 @@ class Pipeline:
     async def chat(self, call: ChatCall) -> JsonReply | StreamReply:
         plan, price, group_ratio = self._route(call)
         hub_request = self._to_hub_request(call)
+        lease = self.limiter.admit(call.caller)
+        try:
+            return await self._chat(call, plan, price, group_ratio, hub_request, lease)
+        except BaseException:
+            lease.release()  # no-op when settlement already released it
+            raise
+
+    async def _chat(self, call: ChatCall, plan: list[Channel], price: Price, group_ratio: Decimal,
+                    hub_request: dict[str, Any], lease: Lease) -> JsonReply | StreamReply:
         text, images = openai_chat.prompt_text(hub_request)
         prompt_estimate = (estimate_tokens(text) + images * IMAGE_TOKENS
                            + MESSAGE_OVERHEAD * len(hub_request.get("messages") or ()))
@@ -150,7 +166,7 @@ class Pipeline:
             billing.place_hold, request_id=call.request_id, user_id=call.caller.user.id,
             token_id=call.caller.token.id, token_limited=not call.caller.token.unlimited, amount=hold,
             model=call.model))
-        run = _Run(call, ticket, price, group_ratio, prompt_estimate, self.monotonic())
+        run = _Run(call, ticket, price, group_ratio, prompt_estimate, self.monotonic(), lease)
         try:
             reply, up_dialect = await self._forward(run, plan, hub_request)
         except BaseException as exc:
@@ -190,9 +206,16 @@ class Pipeline:
         return out
 
     async def _forward(self, run: _Run, plan: list[Channel], hub_request: dict[str, Any]) -> tuple[Reply, str]:
+        """Try channel-keys in plan order until one answers, while nothing has reached the
+        client: the next channel on connect errors, timeouts, 429 and 5xx; the next key of
+        the same channel when a key is refused; never the same channel-key twice; never
+        after a 400/404/413/422."""
         call = run.call
         last: RelayError | None = None
-        for channel in plan[: self.settings.retry.max_attempts]:
+        attempts = 0
+        limit = self.settings.retry.max_attempts
+        dead = self.store.cache.snapshot.dead_keys
+        for channel in self.health.order(plan):
             kind = kind_for(channel.type)
             assert kind is not None  # the router only plans known types
             model = channel.upstream_model(call.model)
@@ -203,25 +226,36 @@ class Pipeline:
                 body=self._upstream_body(call, hub_request, up_dialect, model),
                 headers={h: call.headers[h] for h in VENDOR_HEADERS.get(up_dialect, ()) if same and h in call.headers},
                 query={k: v for k, v in call.query.items() if same and k == "beta"})
-            key = self.router.next_key(channel)
-            t0 = self.monotonic()
-            run.channel, run.upstream_model = channel, model
-            try:
-                reply = await kind.open(self.pool, channel, key, req)
-            except UpstreamError as exc:
-                run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
-                                     "error": exc.message})
-                last = exc
-                continue
-            run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
-            if reply.status < 400:
-                return reply, up_dialect
-            last = await self._upstream_failure(reply, channel)
-            if reply.status in NO_RETRY_STATUSES or (400 <= reply.status < 500 and reply.status not in (401, 403, 408, 409, 429)):
-                raise last
+            keys = self.router.keys_in_turn(channel, set(dead.get(channel.name, {})) | self._dead_here,
+                                            fingerprint)
+            for key in keys:
+                if attempts >= limit:
+                    raise last or UpstreamError("No upstream channel could serve this request.")
+                attempts += 1
+                t0 = self.monotonic()
+                run.channel, run.upstream_model = channel, model
+                try:
+                    reply = await kind.open(self.pool, channel, key, req)
+                except UpstreamError as exc:
+                    run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
+                                         "error": exc.message})
+                    self.health.failure(channel.name)
+                    last = exc
+                    break  # the channel is unwell: another key would not help
+                run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
+                if reply.status < 400:
+                    return reply, up_dialect
+                last, verdict = await self._upstream_failure(reply, channel, key)
+                if verdict == "fatal":
+                    raise last
+                if verdict == "key":
+                    continue  # same channel, next key
+                break
         raise last or UpstreamError("No upstream channel could serve this request.")
 
-    async def _upstream_failure(self, reply: Reply, channel: Channel) -> RelayError:
+    async def _upstream_failure(self, reply: Reply, channel: Channel, key: str) -> tuple[RelayError, str]:
+        """Read and classify an upstream error: ("fatal" = tell the client now, "key" = this
+        key is dead, try the next, "channel" = try the next channel)."""
         status = reply.status
         try:
             raw = await reply.read(ERROR_BODY_LIMIT)
@@ -230,28 +264,46 @@ class Pipeline:
         finally:
             reply.close()
         message = _error_message(raw)
-        for key in channel.keys:  # exact-value redaction: an upstream may echo the key
-            if key:
-                message = message.replace(key, "[redacted]")
-        if status in (401, 403):
+        for k in channel.keys:  # exact-value redaction: an upstream may echo the key
+            if k:
+                message = message.replace(k, "[redacted]")
+        lowered = message.lower()
+        out_of_credit = any(w in lowered for w in ("insufficient_quota", "insufficient quota", "credit balance",
+                                                   "exceeded your current quota", "billing"))
+        if status in (401, 403) or (status in (400, 402, 429) and out_of_credit):
+            reason = f"upstream answered {status}" + (" (out of credit)" if out_of_credit else " (key refused)")
+            await self._kill_key(channel, key, reason)
             return UpstreamError("The upstream provider rejected relaykit's credentials; the operator has "
-                                 "been told.", status=502)
+                                 "been told.", status=502), "key"
         if status == 429:
-            retry_after = reply.headers.get("Retry-After")
+            retry_after = _retry_after(reply.headers.get("Retry-After"))
+            self.health.cool_down(channel.name, retry_after if retry_after is not None else 1.0)
             return RateLimited("The upstream provider is rate limiting requests; try again shortly.",
                                code="upstream_rate_limited",
-                               headers={"Retry-After": retry_after} if retry_after else None)
+                               headers={"Retry-After": str(max(1, int(retry_after or 1)))}), "channel"
         if status >= 500:
-            return UpstreamError(f"The upstream provider failed with status {status}.", status=502)
+            self.health.failure(channel.name)
+            return UpstreamError(f"The upstream provider failed with status {status}.", status=502), "channel"
+        if status in (408, 409):
+            return UpstreamError(f"The upstream provider answered {status}.", status=502), "channel"
         err = InvalidRequest(f"The upstream provider refused the request: {message}" if message
                              else f"The upstream provider refused the request with status {status}.")
-        err.status = status
-        return err
+        err.status = status if status in (400, 404, 413, 422) else 400
+        return err, "fatal"
+
+    async def _kill_key(self, channel: Channel, key: str, reason: str) -> None:
+        fp = fingerprint(key)
+        self._dead_here.add(fp)
+        log.warning("channel %s: key %s disabled: %s", channel.name, mask(key), reason)
+        try:
+            await self.store.write(partial(channels_repo.set_key_dead, channel=channel.name, fp=fp, reason=reason))
+        except Exception:
+            log.exception("could not record the dead key of channel %s", channel.name)
 
     # ------------------------------------------------------------------ answering
 
     def _headers(self, run: _Run, *, stream: bool) -> dict[str, str]:
-        h = {"X-Request-Id": run.call.request_id}
+        h = {"X-Request-Id": run.call.request_id, **run.lease.headers}
         if stream:
             h.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                       "X-Accel-Buffering": "no"})
@@ -367,6 +419,9 @@ class Pipeline:
                           estimated=True)
         if not charge and not delivered:
             usage = None
+        run.lease.release(usage.total_tokens if usage else 0)
+        if run.channel is not None and status < 500 and status != 499 and run.first_byte_ms is not None:
+            self.health.success(run.channel.name)
         actual = (pricing.quota_for(usage, run.price, run.group_ratio, self.settings.billing.quota_per_usd)
                   if usage is not None else 0)
         call = run.call
@@ -392,6 +447,16 @@ class Pipeline:
 
     def _ms(self, since: float) -> int:
         return int((self.monotonic() - since) * 1000)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form; an HTTP date is ignored)."""
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), 3600.0)
+    except ValueError:
+        return None
 
 
 def _usage_only(chunk: dict[str, Any]) -> bool:

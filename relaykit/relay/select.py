@@ -8,6 +8,7 @@ disabled at run time; everything it answers comes from memory.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from collections import defaultdict
 
 from ..domain import Channel
@@ -15,10 +16,11 @@ from .channels import kind_for
 
 
 class Router:
-    def __init__(self, channels: tuple[Channel, ...], rng: random.Random | None = None) -> None:
+    def __init__(self, channels: tuple[Channel, ...], rng: random.Random | None = None,
+                 disabled: Callable[[], frozenset[str]] = frozenset) -> None:
         self._rng = rng or random.Random()
         self._channels = tuple(c for c in channels if kind_for(c.type) is not None)
-        self.disabled: frozenset[str] = frozenset()
+        self._disabled = disabled
         self._key_turn: dict[str, int] = defaultdict(int)
         index: dict[tuple[str, str], list[Channel]] = defaultdict(list)
         for ch in self._channels:
@@ -27,18 +29,30 @@ class Router:
                     index[(group, model)].append(ch)
         self._index = dict(index)
 
+    @property
+    def disabled(self) -> frozenset[str]:
+        """Channels the operator disabled at run time (``relaykit channel disable``)."""
+        return self._disabled()
+
     def usable(self, ch: Channel) -> bool:
         return ch.enabled and ch.name not in self.disabled
 
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return self._channels
+
     def models_for(self, group: str) -> list[str]:
-        return sorted({m for (g, m), chans in self._index.items() if g == group and any(map(self.usable, chans))})
+        disabled = self.disabled
+        return sorted({m for (g, m), chans in self._index.items()
+                       if g == group and any(c.enabled and c.name not in disabled for c in chans)})
 
     def serves_anywhere(self, model: str) -> bool:
         return any(m == model for (_, m) in self._index)
 
     def plan(self, group: str, model: str) -> list[Channel]:
         """Channels to try in order: tiers by descending priority, weighted shuffle inside."""
-        chans = [c for c in self._index.get((group, model), ()) if self.usable(c)]
+        disabled = self.disabled
+        chans = [c for c in self._index.get((group, model), ()) if c.enabled and c.name not in disabled]
         tiers: dict[int, list[Channel]] = defaultdict(list)
         for c in chans:
             tiers[c.priority].append(c)
@@ -64,9 +78,17 @@ class Router:
         out.extend(c for c in chans if c.weight <= 0)
         return out
 
-    def next_key(self, ch: Channel) -> str:
+    def keys_in_turn(self, ch: Channel, dead: frozenset[str] | set[str] = frozenset(),
+                     fingerprint: Callable[[str], str] = str) -> list[str]:
+        """The channel's live keys, starting at the next one in rotation."""
         if not ch.keys:
-            return ""
+            return [""]
         turn = self._key_turn[ch.name]
         self._key_turn[ch.name] = turn + 1
-        return ch.keys[turn % len(ch.keys)]
+        n = len(ch.keys)
+        ordered = [ch.keys[(turn + i) % n] for i in range(n)]
+        return [k for k in ordered if fingerprint(k) not in dead]
+
+    def next_key(self, ch: Channel) -> str:
+        keys = self.keys_in_turn(ch)
+        return keys[0] if keys else ""

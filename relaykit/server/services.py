@@ -30,15 +30,15 @@ class Services:
     def build(cls, settings: Settings, store: Store, *, rng: random.Random | None = None,
               clock: Callable[[], float] = time.time) -> Services:
         pool = UpstreamPool()
-        router = Router(settings.channels, rng)
+        router = Router(settings.channels, rng, disabled=lambda: store.cache.snapshot.channels_disabled)
         return cls(settings, store, pool, router, Authenticator(store.cache, clock),
                    Pipeline(settings, store, pool, router, clock=clock))
 
     def reload(self, settings: Settings) -> None:
         """Swap in new settings (SIGHUP): a new router, the same pool, store and caches.
         Requests in flight keep the objects they started with."""
-        router = Router(settings.channels)
-        router.disabled = self.router.disabled
+        store = self.store
+        router = Router(settings.channels, disabled=lambda: store.cache.snapshot.channels_disabled)
         self.settings = settings
         self.router = router
         self.pipeline.settings = settings

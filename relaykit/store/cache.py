@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..domain import TokenInfo, UserInfo
 from .accounts import change_counter
+from .channels import disabled_sets
 from .tables import Tables
 
 log = logging.getLogger("relaykit.store.cache")
@@ -27,6 +28,8 @@ class Snapshot:
     version: int = -1
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     users: dict[int, UserInfo] = field(default_factory=dict)
+    channels_disabled: frozenset[str] = frozenset()
+    dead_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # channel -> fingerprint -> reason
 
 
 def _token_info(row: object) -> TokenInfo:
@@ -42,7 +45,8 @@ def load_snapshot(t: Tables) -> Snapshot:
     version = change_counter(t)
     users = {u.id: UserInfo(u.id, u.name, u.group, u.status, u.role) for u in t.User.select()}
     tokens = {r.key_hash: _token_info(r) for r in t.Token.select()}
-    return Snapshot(version, tokens, users)
+    channels_disabled, dead_keys = disabled_sets(t)
+    return Snapshot(version, tokens, users, channels_disabled, dead_keys)
 
 
 def lookup_token(t: Tables, key_hash: str) -> tuple[TokenInfo, UserInfo] | None:
