@@ -27,6 +27,8 @@ def fingerprint(key: str) -> str:
 
 
 def mask(key: str) -> str:
+    if not key:
+        return "-"
     return f"{key[:3]}...{key[-4:]}" if len(key) >= 12 else "***"
 
 
@@ -86,8 +88,8 @@ class Health:
         st = self._of(name)
         st.failures += 1
         st.total_failures += 1
-        if st.failures < self.settings.eject_after:
-            return False
+        if st.failures < self.settings.eject_after or st.ejected_until > self.clock():
+            return False  # requests already in flight when it was ejected do not eject it again
         st.ejections += 1
         seconds = min(self.settings.eject_seconds * (2 ** (st.ejections - 1)), self.settings.eject_max_seconds)
         st.ejected_until = self.clock() + seconds
