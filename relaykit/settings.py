@@ -52,6 +52,14 @@ class BillingSettings:
     checkin_enabled: bool = False
     checkin_min_usd: Decimal = Decimal("0.002")
     checkin_max_usd: Decimal = Decimal("0.02")
+    timezone: str | None = None  # IANA name for calendar days (check-in, usage); None = the server's
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsSettings:
+    self_registration: bool = False  # POST /api/user/register
+    session_days: float = 7.0        # lifetime of a self-service API session token
+    card_key_file: str | None = None  # HMAC key for card codes; default: beside the SQLite file
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,7 @@ class Settings:
     redis_url: str | None = None
     server: ServerSettings = field(default_factory=ServerSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     logs: LogsSettings = field(default_factory=LogsSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     health: HealthConfig = field(default_factory=HealthConfig)
@@ -184,9 +193,10 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 # --------------------------------------------------------------------------- validation
 
 _TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
-        "channels"}
+        "channels", "accounts"}
 _SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
-_BILLING = {"quota_per_usd", "default_max_tokens", "checkin"}
+_BILLING = {"quota_per_usd", "default_max_tokens", "checkin", "timezone"}
+_ACCOUNTS = {"self_registration", "session_days", "card_key_file"}
 _CHECKIN = {"enabled", "min_usd", "max_usd"}
 _LOGS = {"retention_days", "store_bodies"}
 _CHANNEL = {"name", "type", "base_url", "keys", "models", "model_map", "groups", "priority",
@@ -389,6 +399,22 @@ def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, 
                    api_version=spec.get("api_version"), api=api)
 
 
+def _timezone(v: _Validator, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        v.err(("billing", "timezone"), f"billing.timezone must be a time zone name like 'UTC', not {value!r}")
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        v.err(("billing", "timezone"), f"billing.timezone '{value}' is not a known time zone (e.g. 'UTC', "
+                                       "'Asia/Shanghai')")
+        return None
+    return value
+
+
 def _port(v: _Validator, value: Any) -> int:
     port = v.number(value, ("server", "port"), "server.port", integer=True)
     if port is not None and port > 65535:
@@ -430,6 +456,20 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
                                   "billing.checkin.min_usd") or Decimal(0),
         checkin_max_usd=v.decimal(c.get("max_usd", "0.02"), ("billing", "checkin", "max_usd"),
                                   "billing.checkin.max_usd") or Decimal(0),
+        timezone=_timezone(v, b.get("timezone")),
+    )
+    if billing.checkin_min_usd > billing.checkin_max_usd:
+        v.err(("billing", "checkin"), "billing.checkin.min_usd must not be larger than max_usd")
+    ac = v.mapping(top.get("accounts"), ("accounts",), _ACCOUNTS, "accounts")
+    key_file = ac.get("card_key_file")
+    if key_file is not None and not isinstance(key_file, str):
+        v.err(("accounts", "card_key_file"), "accounts.card_key_file must be a path")
+        key_file = None
+    accounts = AccountsSettings(
+        self_registration=bool(ac.get("self_registration", False)),
+        session_days=v.number(ac.get("session_days", 7), ("accounts", "session_days"), "accounts.session_days",
+                              minimum=0.001) or 7.0,
+        card_key_file=key_file.replace("{data_dir}", str(default_data_dir())) if key_file else None,
     )
     lg = v.mapping(top.get("logs"), ("logs",), _LOGS, "logs")
     logs = LogsSettings(
@@ -505,8 +545,8 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
             v.warn(("models", m), f"model '{m}' has a price but no channel serves it")
 
     return Settings(path=path, database_url=db_url, redis_url=redis_url if isinstance(redis_url, str) else None,
-                    server=server, billing=billing, logs=logs, retry=retry, health=health, limits=limits,
-                    groups=groups, prices=prices,
+                    server=server, billing=billing, accounts=accounts, logs=logs, retry=retry, health=health,
+                    limits=limits, groups=groups, prices=prices,
                     channels=tuple(channels), problems=tuple(v.problems))
 
 

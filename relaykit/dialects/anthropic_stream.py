@@ -228,7 +228,8 @@ class StreamFromHub:
         delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}
         return out + sse(delta, "message_delta") + sse({"type": "message_stop"}, "message_stop")
 
-    def error(self, message: str, status: int) -> bytes:
+    def error(self, message: str, status: int, *, passthrough: bool = False) -> bytes:
+        # stateless, so equally valid after the upstream's own events (passthrough)
         return sse(error_body(status, message, "upstream"), "error")
 
 

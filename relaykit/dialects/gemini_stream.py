@@ -201,7 +201,8 @@ class StreamFromHub:
             return b""
         return self._flush_tools() + self._final()
 
-    def error(self, message: str, status: int) -> bytes:
+    def error(self, message: str, status: int, *, passthrough: bool = False) -> bytes:
+        # stateless, so equally valid after the upstream's own events (passthrough)
         self._done = True  # the client raises on this chunk; nothing may follow it
         return _frame(error_body(status, message, "upstream"))
 

@@ -207,5 +207,6 @@ class StreamFromHub:
     def close(self) -> bytes:
         return DONE
 
-    def error(self, message: str, status: int) -> bytes:
+    def error(self, message: str, status: int, *, passthrough: bool = False) -> bytes:
+        # stateless, so equally valid after the upstream's own events (passthrough)
         return stream_error(message, "upstream_error")

@@ -291,13 +291,20 @@ class StreamFromHub:
                                 usage_to_responses(self._usage), incomplete=incomplete)
         return out + self._ev("response.completed" if status == "completed" else "response.incomplete", response=final)
 
-    def error(self, message: str, status: int) -> bytes:
+    def error(self, message: str, status: int, *, passthrough: bool = False) -> bytes:
+        """``response.failed`` closing this translator's stream.  After a passthrough the
+        lifecycle events were the upstream's (its response id, its sequence numbers), so a
+        second ``response.created`` would break the SDK's stream helper ("Lifecycle
+        response identity changed"); the stand-alone ``error`` event is sent instead."""
         if self._closed:
             return b""
         self._closed = True
+        code = "rate_limit_exceeded" if status == 429 else "server_error"
+        if passthrough:
+            return sse({"type": "error", "code": code, "message": message, "param": None,
+                        "sequence_number": self._seq}, "error")
         out = self._start()
         output = [self._public(item) for item in self._output]
-        code = "rate_limit_exceeded" if status == 429 else "server_error"
         failed = response_object(self._id, self._created, self._model, "failed", output,
                                  usage_to_responses(self._usage) if self._usage else None,
                                  error={"code": code, "message": message})

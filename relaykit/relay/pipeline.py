@@ -354,13 +354,20 @@ class Pipeline:
             client = dialect_module(call.dialect).StreamFromHub(model=call.model, response_id=rid, created=created)
         parser = SSEParser()
         status, error = 200, ""
+        out: list[bytes] = []  # events ready for the client: an error must not swallow them
+        vendor_error = False   # passthrough: the upstream's own error event is in ``out``
         try:
             async for raw in reply.chunks():
                 if run.first_byte_ms is None:
                     run.first_byte_ms = self._ms(run.started)
-                out: list[bytes] = []
                 for ev in parser.feed(raw):
-                    hub_chunks = upstream.feed(ev.event, ev.data)
+                    try:
+                        hub_chunks = upstream.feed(ev.event, ev.data)
+                    except UpstreamStreamError:
+                        if passthrough:  # same dialect: the client's SDK knows its vendor's error event
+                            out.append(ev.raw)
+                            vendor_error = True
+                        raise
                     for ch in hub_chunks:
                         self._meter(run, ch)
                     if passthrough:
@@ -370,26 +377,29 @@ class Pipeline:
                     else:
                         out.extend(client.feed(ch) for ch in hub_chunks)
                 if out:
-                    yield b"".join(out)
-            tail: list[bytes] = []
+                    ready, out = b"".join(out), []
+                    yield ready
             for ev in parser.flush():
                 for ch in upstream.feed(ev.event, ev.data):
                     self._meter(run, ch)
                     if not passthrough:
-                        tail.append(client.feed(ch))
+                        out.append(client.feed(ch))
             for ch in upstream.finish():
                 self._meter(run, ch)
                 if not passthrough:
-                    tail.append(client.feed(ch))
+                    out.append(client.feed(ch))
             if not passthrough:
-                tail.append(client.close())
-            if tail:
-                yield b"".join(tail)
+                out.append(client.close())
+            if out:
+                ready, out = b"".join(out), []
+                yield ready
         except (UpstreamStreamError, RelayError) as exc:
             status = getattr(exc, "status", 502)
             error = exc.message
-            yield client.error(exc.message, status)
-        except (asyncio.CancelledError, GeneratorExit, ConnectionError):
+            ready, out = b"".join(out), []
+            yield ready if vendor_error else ready + client.error(exc.message, status, passthrough=passthrough)
+        except (asyncio.CancelledError, GeneratorExit):
+            # the only way out of this generator at a yield: the client went away
             status, error = 499, "client closed the connection"
             raise
         finally:

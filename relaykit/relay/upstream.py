@@ -48,7 +48,7 @@ class HttpReply:
                 yield chunk
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"The upstream sent nothing for {self._idle:g} seconds.") from None
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, OSError):
             raise UpstreamError("The upstream connection broke mid-response.", retryable=False) from None
 
     async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:

@@ -77,8 +77,11 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 # --------------------------------------------------------------------------- OpenAI Responses
+# Errors before a stream starts use the OpenAI envelope with the error's own code, exactly
+# as chat does (same SDK, same exception classes and ``.code``: ``model_not_found`` ...),
+# hence the chat dialect mark; the pipeline still serves these calls as Responses.
 
-@dialect("openai_responses")
+@dialect(openai_chat.NAME)
 async def responses(request: web.Request) -> web.StreamResponse:
     svc, caller = await authenticate(request)
     body = await read_json(request)
@@ -90,7 +93,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return await send(request, await svc.pipeline.chat(call))
 
 
-@dialect("openai_responses")
+@dialect(openai_chat.NAME)
 async def responses_input_tokens(request: web.Request) -> web.Response:
     svc, caller = await authenticate(request)
     body = await read_json(request)

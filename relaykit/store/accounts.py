@@ -145,3 +145,35 @@ def verify_password(password: str, stored: str | None) -> bool:
     _, n, r, p, salt, digest = stored.split("$")
     got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
     return secrets.compare_digest(got.hex(), digest)
+
+
+def set_password(t: Tables, name: str, password_hash: str) -> int:
+    """Replace a customer's password and end every session they have; return how many ended."""
+    from .sessions import revoke_sessions
+    user = user_row(t, name)
+    t.User.update(password_hash=password_hash).where(t.User.id == user.id).execute()
+    return revoke_sessions(t, user.id)
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 8:
+        raise CliError("A password must be at least 8 characters long.")
+    if len(password) > 256:
+        raise CliError("A password must be at most 256 characters long.")
+
+
+# a real scrypt hash of a password nobody uses: checking against it costs what a real check costs
+_DUMMY_HASH = ("scrypt$16384$8$1$9f1f8bdd3fd9d5aba6a7b04f4bdd47f9$"
+               "53102f969da77a763f5d59c9fd4344ee744ba9800832603b809b3d910c3a3f9f")
+
+
+def verify_password_or_dummy(password: str, stored: str | None) -> bool:
+    """verify_password that costs the same when the user does not exist or has no password
+    (so response times do not tell which user names exist)."""
+    try:
+        if not stored:
+            verify_password(password, _DUMMY_HASH)
+            return False
+        return verify_password(password, stored)
+    except (ValueError, TypeError):
+        return False

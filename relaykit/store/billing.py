@@ -17,7 +17,7 @@ from typing import Any
 
 import peewee as pw
 
-from ..errors import InsufficientQuota, NotFoundError, PermissionDenied
+from ..errors import InsufficientQuota, NotFoundError, PermissionDenied, RelayError
 from .accounts import bump_changes
 from .tables import Tables, now
 
@@ -143,3 +143,72 @@ def ledger_entries(t: Tables, user_id: int, limit: int = 20) -> list[dict[str, A
     rows = t.Ledger.select().where(t.Ledger.user == user_id).order_by(t.Ledger.id.desc()).limit(limit)
     return [{"kind": r.kind, "amount": int(r.amount), "request_id": r.request_id, "note": r.note,
              "created_at": r.created_at} for r in rows]
+
+
+class AlreadyDone(RelayError):
+    """A once-only money operation (a day's check-in, a refund) already happened."""
+
+    status = 409
+    kind = "conflict"
+    code = "already_done"
+
+
+def checkin(t: Tables, user_id: int, day: str, amount: int) -> int:
+    """Credit the daily check-in bonus once per user and calendar ``day`` (YYYY-MM-DD).
+
+    The ledger row comes first: its reference ``checkin:<user>:<day>`` is unique, so a
+    second check-in that day fails at the database and nothing is credited.
+    """
+    try:
+        with t.db.atomic():
+            t.Ledger.create(user=user_id, kind="checkin", amount=amount, request_id=f"checkin:{user_id}:{day}",
+                            note=f"daily check-in {day}")
+    except pw.IntegrityError:
+        raise AlreadyDone("You have already checked in today; come back tomorrow.", code="already_checked_in") from None
+    if t.User.update(balance=t.User.balance + amount).where(t.User.id == user_id).execute() != 1:
+        raise NotFoundError("The customer to credit does not exist.")
+    return int(t.User.get_by_id(user_id).balance)
+
+
+def refund(t: Tables, request_id: str, amount: int | None = None, *, note: str = "") -> int:
+    """Give back (part of) a request's charge, exactly once, never more than was charged.
+
+    Returns the amount refunded.  The unique (kind, request_id) index makes a second
+    refund of the same request fail at the database even if this check were skipped.
+    """
+    charge = t.Ledger.get_or_none((t.Ledger.kind == "charge") & (t.Ledger.request_id == request_id))
+    if charge is None:
+        raise NotFoundError(f"No charge was recorded for request {request_id}.")
+    charged = -int(charge.amount)
+    give = charged if amount is None else min(int(amount), charged)
+    if give <= 0:
+        raise InvalidRefund("A refund must be a positive amount.")
+    try:
+        with t.db.atomic():
+            t.Ledger.create(user=charge.user_id, kind="refund", amount=give, request_id=request_id,
+                            note=(note or f"refund of {request_id}")[:255])
+    except pw.IntegrityError:
+        raise AlreadyDone(f"Request {request_id} has already been refunded.", code="already_refunded") from None
+    t.User.update(balance=t.User.balance + give, used_quota=t.User.used_quota - give).where(
+        t.User.id == charge.user_id).execute()
+    return give
+
+
+class InvalidRefund(RelayError):
+    status = 400
+    kind = "invalid_request"
+    code = "invalid_refund"
+
+
+def adjust(t: Tables, user_name: str, amount: int, *, note: str) -> int:
+    """An operator's correction (either sign).  A debit never takes a balance below zero."""
+    user = t.User.get_or_none(t.User.name == user_name)
+    if user is None:
+        raise NotFoundError(f"There is no user named '{user_name}'.")
+    q = t.User.update(balance=t.User.balance + amount).where(t.User.id == user.id)
+    if amount < 0:
+        q = q.where(t.User.balance >= -amount)
+    if q.execute() != 1:
+        raise InsufficientQuota(f"The balance of '{user_name}' is smaller than the debit.")
+    t.Ledger.create(user=user.id, kind="adjust", amount=amount, note=note[:255])
+    return int(t.User.get_by_id(user.id).balance)

@@ -19,8 +19,14 @@ def _initial(t: Tables) -> None:
     t.Meta.insert(key="change_counter", value=0).on_conflict_ignore().execute()
 
 
+def _accounts(t: Tables) -> None:
+    """Issue 4: login sessions and redemption cards."""
+    t.db.create_tables([t.Session, t.Card], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "initial schema", _initial),
+    (2, "sessions and redemption cards", _accounts),
 )
 
 

@@ -29,10 +29,12 @@ class Tables:
     Ledger: Any
     RequestLog: Any
     ChannelState: Any
+    Session: Any
+    Card: Any
 
     def all(self) -> list[Any]:
         return [self.Meta, self.Migration, self.User, self.Token, self.Hold, self.Ledger,
-                self.RequestLog, self.ChannelState]
+                self.RequestLog, self.ChannelState, self.Session, self.Card]
 
 
 def build_tables(db: pw.Database) -> Tables:
@@ -98,7 +100,7 @@ def build_tables(db: pw.Database) -> Tables:
     class Ledger(Base):
         """Append-only record of every balance change (SPEC §6.1)."""
         user = pw.ForeignKeyField(User, on_delete="CASCADE")
-        kind = pw.CharField(max_length=16)  # topup, charge, release, redeem, checkin, refund, adjust
+        kind = pw.CharField(max_length=16)  # topup, card, checkin, charge, refund, adjust, release
         amount = pw.BigIntegerField()
         request_id = pw.CharField(max_length=64, null=True)
         note = pw.CharField(max_length=255, default="")
@@ -138,5 +140,27 @@ def build_tables(db: pw.Database) -> Tables:
         reason = pw.CharField(max_length=255, default="")
         updated_at = pw.DoubleField(default=now)
 
+    class Session(Base):
+        """A login to the self-service API.  Only the SHA-256 of the session token is stored."""
+        user = pw.ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+        token_hash = pw.CharField(max_length=64, unique=True)
+        created_at = pw.DoubleField(default=now)
+        expires_at = pw.DoubleField()
+        revoked_at = pw.DoubleField(null=True)
+        client_ip = pw.CharField(max_length=64, default="")
+
+    class Card(Base):
+        """A redemption card.  The code itself is never stored: only its keyed hash (HMAC with
+        the card key, see store/cards.py) and a short hint for people."""
+        code_hash = pw.CharField(max_length=64, unique=True)
+        hint = pw.CharField(max_length=48)
+        amount = pw.BigIntegerField()
+        status = pw.CharField(max_length=16, default="unused", index=True)  # unused, used, void
+        batch = pw.CharField(max_length=32, default="", index=True)
+        expires_at = pw.DoubleField(null=True)
+        created_at = pw.DoubleField(default=now)
+        used_by = pw.IntegerField(null=True)
+        used_at = pw.DoubleField(null=True)
+
     return Tables(db=db, Meta=MetaKV, Migration=Migration, User=User, Token=Token, Hold=Hold,
-                  Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState)
+                  Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState, Session=Session, Card=Card)
