@@ -1,16 +1,18 @@
 """Open the database named by ``database.url`` (SQLite by default, PostgreSQL for several
 instances).  SQLite runs in WAL mode with a busy timeout and takes its write lock up front
-(``BEGIN IMMEDIATE``) so two writers never deadlock on a lock upgrade.
+(``BEGIN IMMEDIATE``) so two writers never deadlock on a lock upgrade.  PostgreSQL is
+opened by store/pg.py (pooled connections on psycopg 3).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import peewee
 
 from ..errors import ConfigError
+from .pg import is_postgres_url, open_postgres
 
 SQLITE_PRAGMAS = (
     ("journal_mode", "wal"),
@@ -38,10 +40,6 @@ def open_database(url: str) -> peewee.Database:
                 raise ConfigError(f"The database directory {path.parent} cannot be created: {exc.strerror}.") from None
         return peewee.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
                                      check_same_thread=False)
-    parsed = urlparse(url)
-    if parsed.scheme in ("postgres", "postgresql"):
-        return peewee.PostgresqlDatabase(
-            parsed.path.lstrip("/") or "postgres", user=unquote(parsed.username or "") or None,
-            password=unquote(parsed.password or "") or None, host=parsed.hostname or None,
-            port=parsed.port or None, autorollback=True)
+    if is_postgres_url(url):
+        return open_postgres(url)  # pooled, psycopg 3: see store/pg.py
     raise ConfigError(f"database.url {url.split('://')[0]!r}:// is not supported; use sqlite:/// or postgresql://.")

@@ -16,6 +16,7 @@ from ..errors import ServiceUnavailable
 from .cache import AccountCache
 from .db import open_database
 from .migrations import migrate
+from .pg import advisory_lock
 from .tables import Tables, build_tables
 from .writer import Writer
 
@@ -32,8 +33,8 @@ class Store:
 
     def migrate(self) -> list[str]:
         try:
-            with self.db.connection_context():
-                return migrate(self.t)
+            with self.db.connection_context(), advisory_lock(self.db, "migrate"):
+                return migrate(self.t)  # instances starting together migrate one at a time
         except pw.OperationalError as exc:
             raise ServiceUnavailable(f"The database at {self._where()} cannot be opened: {exc}.") from None
 
@@ -47,6 +48,13 @@ class Store:
     def stop(self) -> None:
         self.cache.stop()
         self.writer.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections (PostgreSQL); the next query opens a fresh one."""
+        close_all = getattr(self.db, "close_all", None)
+        if close_all is not None:
+            close_all()
 
     async def write(self, fn: Callable[[Tables], T]) -> T:
         return await self.writer.run(fn)

@@ -5,7 +5,9 @@ as a function of the tables; the thread takes whatever is queued (up to ``max_ba
 runs each operation in its own savepoint inside one transaction, commits once (group
 commit), and then resolves each operation's future.  A failing operation rolls back only
 its savepoint; a failing commit fails the whole batch, and the callers see
-``ServiceUnavailable`` (fail closed: no hold, no forwarding).
+``ServiceUnavailable`` (fail closed: no hold, no forwarding).  On PostgreSQL a batch chosen
+as a deadlock victim (another instance's batch locked the same rows in the other order)
+is rolled back whole and run again.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import RelayError, ServiceUnavailable
+from .pg import retryable
 from .tables import Tables
 
 T = TypeVar("T")
 log = logging.getLogger("relaykit.store.writer")
 
 _STOP = object()
+DEADLOCK_RETRIES = 5
 
 
 class Writer:
@@ -92,18 +96,33 @@ class Writer:
     def _commit(self, batch: list[tuple[Callable[[Tables], Any], concurrent.futures.Future[Any]]]) -> None:
         db = self._t.db
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        tries = 0
         try:
-            with db.atomic():
-                for fn, fut in batch:
-                    try:
-                        with db.atomic():
-                            result = fn(self._t)
-                        outcomes.append((fut, result, None))
-                    except RelayError as exc:
-                        outcomes.append((fut, None, exc))
-                    except Exception as exc:  # an operation's bug must not sink the batch
-                        log.exception("write operation failed")
-                        outcomes.append((fut, None, exc))
+            while True:
+                tries += 1
+                outcomes = []
+                try:
+                    with db.atomic():
+                        for fn, fut in batch:
+                            try:
+                                with db.atomic():
+                                    result = fn(self._t)
+                                outcomes.append((fut, result, None))
+                            except RelayError as exc:
+                                outcomes.append((fut, None, exc))
+                            except Exception as exc:  # an operation's bug must not sink the batch
+                                if retryable(exc):
+                                    raise  # the whole transaction must go to free its locks
+                                log.exception("write operation failed")
+                                outcomes.append((fut, None, exc))
+                    break
+                except Exception as exc:
+                    # PostgreSQL with several instances: two batches locked rows in opposite
+                    # orders and this one was chosen to die.  Nothing of it was committed and
+                    # the operations are functions of the tables, so the batch runs again.
+                    if not retryable(exc) or tries >= DEADLOCK_RETRIES:
+                        raise
+                    log.warning("write batch of %d operations hit a deadlock; retrying", len(batch))
         except Exception:
             log.exception("commit of %d operations failed", len(batch))
             if not db.is_closed():
