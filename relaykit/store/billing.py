@@ -19,6 +19,7 @@ import peewee as pw
 
 from ..errors import InsufficientQuota, NotFoundError, PermissionDenied, RelayError
 from .accounts import bump_changes
+from .hotsql import run
 from .tables import Tables, now
 
 
@@ -34,9 +35,8 @@ class HoldTicket:
 def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None, token_limited: bool,
                amount: int, model: str) -> HoldTicket:
     """Reserve ``amount``; raise InsufficientQuota without changing anything when it does not fit."""
-    changed = (t.User.update(balance=t.User.balance - amount)
-               .where((t.User.id == user_id) & (t.User.status == "active") & (t.User.balance >= amount))
-               .execute())
+    q = t.sql
+    changed = run(t.db, q.hold_user, [amount, user_id, "active", amount])
     if changed != 1:
         user = t.User.get_or_none(t.User.id == user_id)
         if user is None or user.status != "active":
@@ -44,13 +44,10 @@ def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None
             raise PermissionDenied("The account this API key belongs to is disabled.", code="account_disabled")
         raise InsufficientQuota("Your balance is too low for this request; top up and try again.")
     if token_limited:
-        changed = (t.Token.update(remain_quota=t.Token.remain_quota - amount)
-                   .where((t.Token.id == token_id) & (t.Token.remain_quota >= amount)).execute())
-        if changed != 1:
+        if run(t.db, q.hold_token, [amount, token_id, amount]) != 1:
             # raising rolls back the savepoint, so the user update above is undone too
             raise InsufficientQuota("This token's quota is used up; raise its quota or use another token.")
-    t.Hold.create(request_id=request_id, user=user_id, token_id=token_id, token_limited=token_limited,
-                  amount=amount, model=model)
+    run(t.db, q.hold_insert, [request_id, user_id, token_id, token_limited, amount, model, now()])
     return HoldTicket(request_id, user_id, token_id, token_limited, amount)
 
 
@@ -60,25 +57,25 @@ def settle_hold(t: Tables, ticket: HoldTicket, actual: int, log_row: dict[str, A
     Idempotent per request id: a second settlement of the same request finds no hold and
     changes nothing (the unique (kind, request_id) index would refuse it anyway).
     """
-    deleted = t.Hold.delete().where(t.Hold.request_id == ticket.request_id).execute()
-    if deleted != 1:
+    q = t.sql
+    if run(t.db, q.hold_delete, [ticket.request_id]) != 1:
         return 0
     delta = ticket.amount - actual
-    t.User.update(balance=t.User.balance + delta, used_quota=t.User.used_quota + actual,
-                  request_count=t.User.request_count + 1).where(t.User.id == ticket.user_id).execute()
+    run(t.db, q.settle_user, [delta, actual, 1, ticket.user_id])
     if ticket.token_limited:
-        t.Token.update(remain_quota=t.Token.remain_quota + delta,
-                       used_quota=t.Token.used_quota + actual).where(t.Token.id == ticket.token_id).execute()
+        run(t.db, q.settle_token_limited, [delta, actual, ticket.token_id])
     elif ticket.token_id is not None:
-        t.Token.update(used_quota=t.Token.used_quota + actual).where(t.Token.id == ticket.token_id).execute()
+        run(t.db, q.settle_token_used, [actual, ticket.token_id])
+    stamp = now()
     if actual:
-        t.Ledger.create(user=ticket.user_id, kind="charge", amount=-actual, request_id=ticket.request_id,
-                        note=(log_row or {}).get("model", "")[:255])
+        run(t.db, q.ledger_insert, [ticket.user_id, "charge", -actual, ticket.request_id,
+                                    str((log_row or {}).get("model", ""))[:255], stamp])
     else:
-        t.Ledger.create(user=ticket.user_id, kind="release", amount=0, request_id=ticket.request_id,
-                        note=f"hold of {ticket.amount} released, nothing charged")
+        run(t.db, q.ledger_insert, [ticket.user_id, "release", 0, ticket.request_id,
+                                    f"hold of {ticket.amount} released, nothing charged", stamp])
     if log_row is not None:
-        t.RequestLog.create(**log_row)
+        row = {**q.log_defaults, "created_at": stamp, **log_row}
+        run(t.db, q.log_insert, [row[f] for f in q.log_fields])
     return actual
 
 

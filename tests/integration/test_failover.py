@@ -70,12 +70,14 @@ async def test_failing_channel_is_ejected_and_readmitted_by_a_probe(
     relay.user("ann", quota=10 * USD)
     c = oai(relay.base, relay.token("ann"))
     fake_openai.mode = "status:500"
-    answers = await asyncio.gather(*(ask(c) for _ in range(100)))
-    assert all(a.startswith("Hello from fake-openai!") for a in answers)  # all 100 served
+    answers: list[str] = []
+    for _ in range(10):  # 100 requests in waves of 10 concurrent
+        answers += await asyncio.gather(*(ask(c) for _ in range(10)))
+    assert len(answers) == 100 and all(a.startswith("Hello from fake-openai!") for a in answers)
     await relay.settled(100)
-    # the primary saw failures until it was ejected: at most 5 consecutive + the concurrent ones in flight
+    # the primary saw failures until it was ejected: 5 consecutive, plus those already in flight
     failed_on_primary = len(fake_openai.requests)
-    assert 5 <= failed_on_primary < 100
+    assert 5 <= failed_on_primary <= 20
     for _ in range(10):
         await ask(c)
     assert len(fake_openai.requests) == failed_on_primary  # ejected: nothing more reaches it
