@@ -13,6 +13,8 @@ from typing import Any
 
 import peewee as pw
 
+from .hotsql import HotSQL
+
 
 def now() -> float:
     return time.time()
@@ -31,6 +33,9 @@ class Tables:
     ChannelState: Any
     Session: Any
     Card: Any
+
+    # precompiled hot-path statements; keep this field last (it has a default)
+    sql: Any = None
 
     def all(self) -> list[Any]:
         return [self.Meta, self.Migration, self.User, self.Token, self.Hold, self.Ledger,
@@ -163,4 +168,5 @@ def build_tables(db: pw.Database) -> Tables:
         used_at = pw.DoubleField(null=True)
 
     return Tables(db=db, Meta=MetaKV, Migration=Migration, User=User, Token=Token, Hold=Hold,
-                  Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState, Session=Session, Card=Card)
+                  Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState, Session=Session, Card=Card,
+                  sql=HotSQL(User, Token, Hold, Ledger, RequestLog))
