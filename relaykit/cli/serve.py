@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
+import socket
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from aiohttp import web
@@ -35,38 +37,120 @@ def serve(host: Annotated[Optional[str], typer.Option(help="Listen address (defa
         raise ConfigError(f"{len(s.errors)} configuration error(s); serve refuses to start.")
     for p in s.warnings:
         output.warn(p.render(s.path))
-    if workers != 1:
-        raise CliError("--workers other than 1 is not available in this build yet.")
+    if not 1 <= workers <= 256:
+        raise CliError("--workers must be between 1 and 256.")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path, bind_host, bind_port = str(resolve_config_path(config)), host or s.server.host, (
+        s.server.port if port is None else port)
+    if workers == 1:
+        _run(_serve(path, bind_host, bind_port))
+    else:
+        _prefork(path, bind_host, bind_port, workers)
+
+
+def _run(coro: Any) -> None:
     try:
         import uvloop
-        uvloop.install() if sys.version_info < (3, 12) else None
-        runner = uvloop.run if sys.version_info >= (3, 12) else asyncio.run
+        uvloop.run(coro)
     except ImportError:
-        runner = asyncio.run
-    runner(_serve(str(resolve_config_path(config)), host or s.server.host,
-                  s.server.port if port is None else port))
+        asyncio.run(coro)
 
 
-async def _serve(config_path: str, host: str, port: int) -> None:
+def _prefork(config_path: str, host: str, port: int, workers: int) -> None:
+    """N processes accept on one listening socket (the kernel spreads connections).  Money
+    stays exact: every hold and settlement is a conditional statement in the shared
+    database, whichever process runs it.  Holds left by a crash are recovered once, here,
+    before any worker serves, so no worker releases another's live hold."""
+    from ..store.store import Store
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    sock.listen(4096)
+    sock.setblocking(False)
+    bound_port = sock.getsockname()[1]
+    s = load_settings(config_path)
+    store = Store(s.database_url)
+    store.migrate()
+    released = store.tx(billing.release_stale_holds)
+    if released:
+        log.warning("released %d holds left open by an earlier run", released)
+    store.db.close()
+    children: list[int] = []
+    ready_r, ready_w = os.pipe()
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            os.close(ready_r)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 0
+            try:
+                _run(_serve(config_path, host, port, sock=sock, recover=False, ready_fd=ready_w))
+            except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        started = len(ready.read(workers))  # one byte per worker once it accepts
+    if started == workers:
+        output.line(f"relaykit listening on http://{host}:{bound_port} ({workers} workers)")
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    failed = 0
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        failed += os.waitstatus_to_exitcode(status) != 0
+    output.line("relaykit stopped")
+    if failed:
+        raise CliError(f"{failed} worker(s) exited with an error; see the log above.")
+
+
+async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket | None = None,
+                 recover: bool = True, ready_fd: int | None = None) -> None:
     from ..server.app import create_app
     from ..server.services import SERVICES
     from ..store.store import Store
 
     s = load_settings(config_path)
     store = Store(s.database_url)
-    app = create_app(s, store)
+    app = create_app(s, store, recover_holds=recover)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=s.server.drain_seconds,
                            access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
-    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]  # noqa: SLF001
-    output.line(f"relaykit listening on http://{host}:{bound[1]}")
+    if sock is None:
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]  # noqa: SLF001
+        output.line(f"relaykit listening on http://{host}:{bound[1]}")
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -98,6 +98,7 @@ class _Run:
     upstream_model: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     first_byte_ms: int | None = None
+    upstream_s: float = 0.0     # time spent waiting on upstreams (for x-relaykit-overhead-ms)
     delivered: list[str] = field(default_factory=list)
     usage: Usage | None = None
     settled: bool = False
@@ -236,7 +237,9 @@ class Pipeline:
                 run.channel, run.upstream_model = channel, model
                 try:
                     reply = await kind.open(self.pool, channel, key, req)
+                    run.upstream_s += self.monotonic() - t0
                 except UpstreamError as exc:
+                    run.upstream_s += self.monotonic() - t0
                     run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
                                          "error": exc.message})
                     self.health.failure(channel.name)
@@ -300,10 +303,28 @@ class Pipeline:
         except Exception:
             log.exception("could not record the dead key of channel %s", channel.name)
 
+    # ------------------------------------------------------------------ hooks for relay.unary
+    # The non-chat endpoints (embeddings, rerank, images, audio, realtime) fail over by the
+    # same rules: these expose the pieces they share, unchanged.
+
+    def dead_keys(self, channel: Channel) -> set[str]:
+        """Fingerprints of the channel's keys known dead (database cache and this process)."""
+        return set(self.store.cache.snapshot.dead_keys.get(channel.name, {})) | self._dead_here
+
+    async def upstream_failure(self, reply: Reply, channel: Channel, key: str) -> tuple[RelayError, str]:
+        return await self._upstream_failure(reply, channel, key)
+
+    async def kill_key(self, channel: Channel, key: str, reason: str) -> None:
+        await self._kill_key(channel, key, reason)
+
     # ------------------------------------------------------------------ answering
 
     def _headers(self, run: _Run, *, stream: bool) -> dict[str, str]:
         h = {"X-Request-Id": run.call.request_id, **run.lease.headers}
+        if self.settings.server.expose_overhead:
+            # time spent in relaykit so far, upstream waits excluded (for streams: before the first byte)
+            overhead = max(0.0, self.monotonic() - run.started - run.upstream_s)
+            h["x-relaykit-overhead-ms"] = f"{overhead * 1000:.3f}"
         if stream:
             h.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                       "X-Accel-Buffering": "no"})
@@ -313,10 +334,12 @@ class Pipeline:
 
     async def _relay_json(self, run: _Run, reply: Reply, up_dialect: str) -> JsonReply:
         call = run.call
+        t0 = self.monotonic()
         try:
             raw = await reply.read()
         finally:
             reply.close()
+            run.upstream_s += self.monotonic() - t0
         run.first_byte_ms = self._ms(run.started)
         try:
             body = orjson.loads(raw)

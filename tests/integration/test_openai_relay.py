@@ -11,6 +11,7 @@ import aiohttp
 import openai
 import pytest
 
+from relaykit.server.services import SERVICES
 from tests.fakes import FakeOpenAIChat
 
 from .conftest import OpenAIFactory, StartRelay, openai_config
@@ -292,3 +293,28 @@ async def test_chunked_body_over_the_limit_is_413(relay_factory: StartRelay, fak
                              headers={"Authorization": f"Bearer {key}"}) as r:
             assert r.status == 413
             assert (await r.json())["error"]["code"] == "request_too_large"
+
+
+async def test_overhead_header_only_when_enabled(relay_factory: StartRelay, fake_openai: FakeOpenAIChat) -> None:
+    relay = await relay_factory(openai_config(fake_openai.url) + "server: {expose_overhead: true}\n")
+    relay.user("quin", quota=USD)
+    key = relay.token("quin")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as http:
+        for stream in (False, True):
+            async with http.post(relay.base + "/chat/completions", json={**body, "stream": stream},
+                                 headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status == 200
+                overhead = float(r.headers["x-relaykit-overhead-ms"])
+                await r.read()
+            assert 0 <= overhead < 1000
+    await relay.settled(2)
+    relay.settings = relay.settings  # the same server with the option off answers without it
+    pipeline = relay.runner.app[SERVICES].pipeline
+    from dataclasses import replace
+    pipeline.settings = replace(pipeline.settings, server=replace(pipeline.settings.server, expose_overhead=False))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.base + "/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 200 and "x-relaykit-overhead-ms" not in r.headers
+    await relay.settled(3)
