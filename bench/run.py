@@ -99,7 +99,7 @@ def wrk_round(url: str, key: str, concurrency: int, seconds: float, core: int | 
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_LUA)
     env = {**os.environ, "BENCH_KEY": key, "BENCH_BODY": BODY.decode()}
-    out = subprocess.run(pin(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", f.name, url], core),
+    out = subprocess.run(pin(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", "-s", f.name, url], core),
                          capture_output=True, text=True, env=env, timeout=seconds + 30).stdout
     os.unlink(f.name)
     m = re.search(r"BENCH (\{.*\})", out)
