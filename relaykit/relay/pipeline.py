@@ -246,6 +246,12 @@ class Pipeline:
                     last = exc
                     break  # the channel is unwell: another key would not help
                 run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
+                if reply.status < 400 and _is_html(reply):  # a proxy's error page, not an answer
+                    reply.close()
+                    self.health.failure(channel.name)
+                    last = UpstreamError("The upstream answered with an HTML page instead of an API response.")
+                    run.attempts[-1]["error"] = last.message
+                    break
                 if reply.status < 400:
                     return reply, up_dialect
                 last, verdict = await self._upstream_failure(reply, channel, key)
@@ -387,7 +393,7 @@ class Pipeline:
                     try:
                         hub_chunks = upstream.feed(ev.event, ev.data)
                     except UpstreamStreamError:
-                        if passthrough:  # same dialect: the client's SDK knows its vendor's error event
+                        if passthrough and _is_json(ev.data):  # the vendor's own error event: its SDK knows it
                             out.append(ev.raw)
                             vendor_error = True
                         raise
@@ -490,6 +496,18 @@ def _retry_after(value: str | None) -> float | None:
         return min(max(float(value), 0.0), 3600.0)
     except ValueError:
         return None
+
+
+def _is_html(reply: Reply) -> bool:
+    return "text/html" in reply.headers.get("Content-Type", "").lower()
+
+
+def _is_json(data: str) -> bool:
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _usage_only(chunk: dict[str, Any]) -> bool:

@@ -2,7 +2,7 @@
 the reply object the pipeline reads (status, headers, body or chunks).
 
 Timeouts follow RELIABILITY §3.1: a connect deadline, a first-byte deadline for the
-response headers, and an idle deadline between body chunks (``sock_read``); there is no
+response headers, and an idle deadline between body chunks (per read, not ``sock_read``); there is no
 total deadline, so long healthy streams live.  Redirects are never followed: the
 upstream host comes only from the operator's config.
 """
@@ -43,13 +43,20 @@ class HttpReply:
         self._idle = idle
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(f"The upstream sent nothing for {self._idle:g} seconds.") from None
-        except (aiohttp.ClientError, OSError):
-            raise UpstreamError("The upstream connection broke mid-response.", retryable=False) from None
+        content = self._resp.content
+        while True:
+            # the idle deadline is ours, per read: aiohttp's sock_read would also cut the
+            # wait for the response headers, which the (longer) first-byte deadline governs
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await content.readany()
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                raise UpstreamTimeout(f"The upstream sent nothing for {self._idle:g} seconds.") from None
+            except (aiohttp.ClientError, OSError):
+                raise UpstreamError("The upstream connection broke mid-response.", retryable=False) from None
+            if not chunk:
+                return
+            yield chunk
 
     async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:
         parts: list[bytes] = []
@@ -89,7 +96,7 @@ class UpstreamPool:
 
     async def post(self, url: str, *, headers: Mapping[str, str], body: bytes, timeouts: Timeouts) -> HttpReply:
         sess = self.session(url)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None)
         try:
             resp = await asyncio.wait_for(
                 sess.post(url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False),
