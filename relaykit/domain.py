@@ -40,6 +40,29 @@ class Price:
     cache_read_ratio: Decimal = Decimal(1)
     cache_write_ratio: Decimal = Decimal(1)
     per_call_usd: Decimal | None = None
+    # Non-token bases (at most one per model; see settings._price): USD per image (times the
+    # size and quality factors), per second of audio, per character of input text.
+    per_image_usd: Decimal | None = None
+    image_size_factors: tuple[tuple[str, Decimal], ...] = ()
+    image_quality_factors: tuple[tuple[str, Decimal], ...] = ()
+    per_second_usd: Decimal | None = None
+    per_char_usd: Decimal | None = None
+    # Audio tokens (realtime, audio-in chat), as multiples of ``model_ratio``; None = text rate.
+    audio_input_ratio: Decimal | None = None
+    audio_output_ratio: Decimal | None = None
+
+    @property
+    def basis(self) -> str:
+        """What the model is billed by: "call", "image", "second", "char" or "token"."""
+        if self.per_call_usd is not None:
+            return "call"
+        if self.per_image_usd is not None:
+            return "image"
+        if self.per_second_usd is not None:
+            return "second"
+        if self.per_char_usd is not None:
+            return "char"
+        return "token"
 
     @property
     def input_usd_per_m(self) -> Decimal:
@@ -99,6 +122,8 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    audio_prompt_tokens: int = 0      # part of prompt_tokens that was audio (realtime)
+    audio_completion_tokens: int = 0  # part of completion_tokens that was audio
 
     @property
     def uncached_prompt_tokens(self) -> int:

@@ -201,9 +201,20 @@ _CHECKIN = {"enabled", "min_usd", "max_usd"}
 _LOGS = {"retention_days", "store_bodies"}
 _CHANNEL = {"name", "type", "base_url", "keys", "models", "model_map", "groups", "priority",
             "weight", "timeouts", "enabled", "api_version", "api"}
-_PRICE_USD = {"input", "output", "cache_read", "cache_write"}
-_PRICE_RATIO = {"ratio", "completion_ratio", "cache_read_ratio", "cache_write_ratio"}
-_PRICE = _PRICE_USD | _PRICE_RATIO | {"per_call"}
+_PRICE_USD = {"input", "output", "cache_read", "cache_write", "audio_input", "audio_output"}  # USD per 1M tokens
+_PRICE_RATIO = {"ratio", "completion_ratio", "cache_read_ratio", "cache_write_ratio", "audio_input_ratio",
+                "audio_output_ratio"}
+# Non-token bases.  USD notation: per image, per second of audio, per 1M characters.  Ratio
+# notation (one-api's conventions, "ratio 1 = $2 per 1M tokens"): an image or a second of
+# audio counts as 1000 tokens, a character as one token.
+_UNIT_USD = {"per_image": "image", "per_second": "second", "per_1m_chars": "char"}
+_UNIT_RATIO = {"image_ratio": "image", "second_ratio": "second", "char_ratio": "char"}
+_UNIT_RATIO_USD = {"image": Decimal("0.002"), "second": Decimal("0.002"), "char": Decimal("0.000002")}
+_UNIT_USD_SCALE = {"image": Decimal(1), "second": Decimal(1), "char": Decimal("0.000001")}
+_PRICE_FACTORS = {"image_sizes", "image_qualities"}
+_PRICE = _PRICE_USD | _PRICE_RATIO | {"per_call"} | set(_UNIT_USD) | set(_UNIT_RATIO) | _PRICE_FACTORS
+_BASIS_WORDS = {"token": "token prices", "call": "per_call", "image": "a per-image price",
+                "second": "a per-second price", "char": "a per-character price"}
 
 
 class _Validator:
@@ -286,26 +297,76 @@ class _Validator:
         return list(value)
 
 
+def _factors(v: _Validator, name: str, spec: dict[str, Any], key: str,
+             path: tuple[Any, ...]) -> tuple[tuple[str, Decimal], ...] | None:
+    raw = spec.get(key)
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        v.err(path + (key,), f"{key} of model '{name}' must map each value to a factor, like "
+                             "{\"1024x1024\": 1, \"1792x1024\": 2}")
+        return None
+    out = []
+    for k, f in raw.items():
+        got = v.decimal(f, path + (key, k), f"the {key} factor '{k}' of model '{name}'")
+        if got is None:
+            return None
+        out.append((str(k), got))
+    return tuple(out)
+
+
 def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price | None:
     spec = v.mapping(spec, path, _PRICE, f"price of model '{name}'")
     if not spec:
-        v.err(path, f"model '{name}' needs a price (input/output, ratio/completion_ratio or per_call)")
+        v.err(path, f"model '{name}' needs a price (input/output, ratio/completion_ratio, per_call, "
+                    "per_image, per_second or per_1m_chars)")
         return None
-    vals = {k: v.decimal(spec[k], path + (k,), f"{k} of model '{name}'") for k in spec if k in _PRICE}
+    vals = {k: v.decimal(spec[k], path + (k,), f"{k} of model '{name}'") for k in spec
+            if k in _PRICE and k not in _PRICE_FACTORS}
     if any(val is None for val in vals.values()):
         return None
-    usd = _PRICE_USD & vals.keys()
-    ratio = _PRICE_RATIO & vals.keys()
+    usd = (_PRICE_USD | set(_UNIT_USD)) & vals.keys()
+    ratio = (_PRICE_RATIO | set(_UNIT_RATIO)) & vals.keys()
     if usd and ratio:
         v.err(path, f"model '{name}' mixes USD prices ({', '.join(sorted(usd))}) with ratios "
                     f"({', '.join(sorted(ratio))}); use one notation")
         return None
+    bases = {unit for k, unit in {**_UNIT_USD, **_UNIT_RATIO}.items() if k in vals}
+    if (_PRICE_USD | _PRICE_RATIO) & vals.keys():
+        bases.add("token")
     per_call = vals.get("per_call")
-    if per_call is not None and (usd or ratio):
+    if per_call is not None:
+        bases.add("call")
+    if bases == {"call", "token"}:
         v.err(path, f"model '{name}' has per_call and token prices; use one")
+        return None
+    if len(bases) > 1:
+        v.err(path, f"model '{name}' is priced by {' and '.join(_BASIS_WORDS[b] for b in sorted(bases))}; "
+                    "use one basis")
+        return None
+    sizes = _factors(v, name, spec, "image_sizes", path)
+    qualities = _factors(v, name, spec, "image_qualities", path)
+    if sizes is None or qualities is None:
+        return None
+    if (sizes or qualities) and bases != {"image"}:
+        v.err(path, f"model '{name}' has image_sizes/image_qualities factors but no per-image price "
+                    "(per_image or image_ratio)")
         return None
     if per_call is not None:
         return Price(model=name, per_call_usd=per_call)
+    unit_keys = (set(_UNIT_USD) | set(_UNIT_RATIO)) & vals.keys()
+    if unit_keys:
+        key = unit_keys.pop()
+        basis = {**_UNIT_USD, **_UNIT_RATIO}[key]
+        amount = vals[key]
+        assert amount is not None
+        each = amount * (_UNIT_USD_SCALE[basis] if key in _UNIT_USD else _UNIT_RATIO_USD[basis])
+        if basis == "image":
+            return Price(model=name, per_image_usd=each, image_size_factors=sizes,
+                         image_quality_factors=qualities)
+        if basis == "second":
+            return Price(model=name, per_second_usd=each)
+        return Price(model=name, per_char_usd=each)
     if usd:
         if "input" not in vals:
             v.err(path, f"model '{name}' has USD prices but no 'input' price")
@@ -313,7 +374,7 @@ def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price 
         inp = vals["input"]
         assert inp is not None
         if inp == 0:
-            if any(vals.get(k) for k in ("output", "cache_read", "cache_write")):
+            if any(vals.get(k) for k in ("output", "cache_read", "cache_write", "audio_input", "audio_output")):
                 v.err(path, f"model '{name}' has an input price of 0 but other prices; give it a "
                             "non-zero input price or use ratios")
                 return None
@@ -323,9 +384,14 @@ def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price 
             got = vals.get(key)
             return default if got is None else got / inp
 
+        def rel_opt(key: str) -> Decimal | None:
+            got = vals.get(key)
+            return None if got is None else got / inp
+
         return Price(model=name, model_ratio=inp / 2, completion_ratio=rel("output", Decimal(1)),
                      cache_read_ratio=rel("cache_read", Decimal(1)),
-                     cache_write_ratio=rel("cache_write", Decimal(1)))
+                     cache_write_ratio=rel("cache_write", Decimal(1)),
+                     audio_input_ratio=rel_opt("audio_input"), audio_output_ratio=rel_opt("audio_output"))
     if "ratio" not in vals:
         v.err(path, f"model '{name}' has ratios but no 'ratio'")
         return None
@@ -333,7 +399,8 @@ def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price 
     return Price(model=name, model_ratio=vals["ratio"] or Decimal(0),
                  completion_ratio=vals.get("completion_ratio", one) or Decimal(0),
                  cache_read_ratio=vals.get("cache_read_ratio", one) or Decimal(0),
-                 cache_write_ratio=vals.get("cache_write_ratio", one) or Decimal(0))
+                 cache_write_ratio=vals.get("cache_write_ratio", one) or Decimal(0),
+                 audio_input_ratio=vals.get("audio_input_ratio"), audio_output_ratio=vals.get("audio_output_ratio"))
 
 
 def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, Group]) -> Channel | None:

@@ -15,6 +15,7 @@ _NAMES = {
     "anthropic": "anthropic",
     "gemini": "gemini",
     "openai_responses": "openai_responses",
+    "rerank": "rerank",  # error bodies only: rerank is not a chat dialect
 }
 
 

@@ -20,7 +20,7 @@ from ..store import billing
 from ..store import logs as logs_repo
 from ..store.store import Store
 from ..settings import Settings
-from . import openai_routes, vendor_routes
+from . import media_routes, openai_routes, vendor_routes
 from .middleware import errors
 from .services import SERVICES, Services
 
@@ -44,10 +44,11 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
     r.add_post("/v1/messages/count_tokens", vendor_routes.count_tokens)
     r.add_get("/v1/models", vendor_routes.list_models)
     r.add_get("/v1/models/{target}", vendor_routes.get_model)
-    r.add_post("/v1/models/{target}", vendor_routes.gemini_action)
+    r.add_post("/v1/models/{target}", media_routes.gemini_action)  # embeddings there, the rest in vendor_routes
     r.add_get("/v1beta/models", vendor_routes.gemini_list_models)
     r.add_get("/v1beta/models/{target}", vendor_routes.gemini_get_model)
-    r.add_post("/v1beta/models/{target}", vendor_routes.gemini_action)
+    r.add_post("/v1beta/models/{target}", media_routes.gemini_action)
+    media_routes.register(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from .anthropic import AnthropicChannel
 from .base import ChannelKind, UpstreamRequest
+from .cohere import CohereChannel
 from .gemini import GeminiChannel
+from .gemini_ops import GeminiOps
+from .jina import JinaChannel
 from .mock import MockChannel
-from .openai import AzureChannel, OpenAIChannel
+from .mock_ops import MockOps
+from .openai import AzureChannel, OpenAIChannel, OpenAIOps
+from .ops import OpKind
+from .xinference import XinferenceChannel
+
+_JINA, _COHERE, _XINFERENCE = JinaChannel(), CohereChannel(), XinferenceChannel()
 
 REGISTRY: dict[str, ChannelKind] = {
     "openai": OpenAIChannel(),
@@ -20,10 +28,28 @@ REGISTRY: dict[str, ChannelKind] = {
     "anthropic": AnthropicChannel(),
     "gemini": GeminiChannel(),
     "mock": MockChannel(),
+    "jina": _JINA,
+    "cohere": _COHERE,
+    "xinference": _XINFERENCE,
 }
 
-__all__ = ["REGISTRY", "ChannelKind", "UpstreamRequest", "kind_for"]
+# Non-chat operations (embeddings, rerank, images, audio, realtime), by channel type.
+OPS: dict[str, OpKind] = {
+    "openai": OpenAIOps(),
+    "openai-compatible": OpenAIOps(compatible=True),
+    "gemini": GeminiOps(),
+    "jina": _JINA,
+    "cohere": _COHERE,
+    "xinference": _XINFERENCE,
+    "mock": MockOps(),
+}
+
+__all__ = ["OPS", "REGISTRY", "ChannelKind", "OpKind", "UpstreamRequest", "kind_for", "ops_for"]
 
 
 def kind_for(channel_type: str) -> ChannelKind | None:
     return REGISTRY.get(channel_type)
+
+
+def ops_for(channel_type: str) -> OpKind | None:
+    return OPS.get(channel_type)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from ...domain import Channel
-from ..upstream import HttpReply, UpstreamPool
+from ..upstream import HttpReply, Reply, UpstreamPool
+from . import ops
 from .base import UpstreamRequest, join_url, prefer
 
 PATHS = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses"}
@@ -56,3 +57,41 @@ class AzureChannel:
         url = (f"{channel.base_url.rstrip('/')}/openai/deployments/{quote(req.model, safe='')}/chat/completions?"
                + urlencode({"api-version": version}))
         return await pool.post(url, headers=_headers(req, {"api-key": key}), body=req.body, timeouts=channel.timeouts)
+
+
+# --------------------------------------------------------------------------- non-chat operations
+
+OP_PATHS = {
+    "embeddings": "/v1/embeddings", "rerank": "/v1/rerank", "images.generations": "/v1/images/generations",
+    "images.edits": "/v1/images/edits", "audio.transcriptions": "/v1/audio/transcriptions",
+    "audio.translations": "/v1/audio/translations", "audio.speech": "/v1/audio/speech",
+}
+REALTIME_PATH = "/v1/realtime"
+
+
+class OpenAIOps:
+    """Embeddings, images, audio and realtime on OpenAI-shaped upstreams.
+
+    ``openai`` speaks every format OpenAI documents (base64 embeddings included).
+    ``openai-compatible`` servers (vLLM, LocalAI, SiliconFlow, ...) get float embeddings
+    (the relay encodes base64 itself) and rerank in the Jina shape most of them serve.
+    """
+
+    def __init__(self, *, compatible: bool = False) -> None:
+        self.compatible = compatible
+
+    def wire(self, op: str) -> str | None:
+        if op == "embeddings":
+            return "openai-compatible" if self.compatible else "openai"
+        if op == "rerank":
+            return "jina" if self.compatible else None
+        if op in OP_PATHS or op == "realtime":
+            return "openai"
+        return None
+
+    async def open_op(self, pool: UpstreamPool, channel: Channel, key: str, req: ops.OpRequest) -> Reply:
+        return await ops.post_path(pool, channel, OP_PATHS[req.op], key, req)
+
+    def realtime_target(self, channel: Channel, key: str, model: str) -> tuple[str, dict[str, str]]:
+        url = ops.ws_url(join_url(channel.base_url, REALTIME_PATH)) + "?" + urlencode({"model": model})
+        return url, {"Authorization": f"Bearer {key}"}
