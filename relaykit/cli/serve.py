@@ -136,21 +136,12 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
     s = load_settings(config_path)
     store = Store(s.database_url)
     app = create_app(s, store, recover_holds=recover)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=s.server.drain_seconds,
-                           access_log=None)
+    live = _track_requests(app)
+    # the drain is ours (_drain); aiohttp's own would wait drain_seconds twice before cutting
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
-    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
-    if sock is None:
-        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]  # noqa: SLF001
-        output.line(f"relaykit listening on http://{host}:{bound[1]}")
-    if ready_fd is not None:
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
+    # signals are handled before anyone is told the relay listens: a SIGTERM right after
+    # the "listening" line drains instead of killing the process
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -169,10 +160,63 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
         output.line("relaykit reloaded its configuration")
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    if sock is None:
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]  # noqa: SLF001
+        output.line(f"relaykit listening on http://{host}:{bound[1]}")
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     await stop.wait()
     output.line("relaykit draining in-flight requests")
-    await runner.cleanup()
+    cut = await _drain(runner, live, s.server.drain_seconds, app[SERVICES])
+    if cut:
+        output.line(f"relaykit cut {cut} request(s) still running after {s.server.drain_seconds:g} s")
+    await runner.cleanup()  # closes upstream sessions, then the writer once it has committed everything
     output.line("relaykit stopped")
+
+
+def _track_requests(app: web.Application) -> set[asyncio.Task[Any]]:
+    """The tasks of the requests being handled (a stream's task lives until its last byte)."""
+    live: set[asyncio.Task[Any]] = set()
+
+    @web.middleware
+    async def track(request: web.Request, handler: Any) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            live.add(task)
+        try:
+            return await handler(request)
+        finally:
+            live.discard(task)  # type: ignore[arg-type]
+
+    app.middlewares.insert(0, track)
+    return live
+
+
+async def _drain(runner: web.AppRunner, live: set[asyncio.Task[Any]], seconds: float, svc: Any) -> int:
+    """SIGTERM (RELIABILITY §5.4 rule 8): stop accepting, let in-flight requests finish for
+    up to ``seconds``, then cancel the rest and wait while they settle (each bills what it
+    delivered).  Returns how many were cut."""
+    for site in list(runner.sites):
+        await site.stop()  # new connections are refused from here on
+    if runner.server is not None:
+        runner.server.pre_shutdown()  # keep-alive connections close after their current request
+    pending = [t for t in live if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=seconds)
+    cut = [t for t in live if not t.done()]
+    if cut:
+        svc.pipeline.stopping = True  # their log rows say why they ended
+        for t in cut:
+            t.cancel()
+        await asyncio.wait(cut, timeout=5.0)
+    return len(cut)
 
 
 def init(force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,

@@ -117,6 +117,7 @@ class Pipeline:
         self.health = Health(HealthSettings(h.eject_after, h.eject_seconds, h.eject_max_seconds), monotonic)
         self.limiter = Limiter(settings.limits, monotonic)
         self._dead_here: set[str] = set()  # key fingerprints this process saw refused (until the cache has them)
+        self.stopping = False  # set by `relaykit serve` when it cuts what outlived the drain
 
     # ------------------------------------------------------------------ stages before forwarding
 
@@ -428,8 +429,10 @@ class Pipeline:
             ready, out = b"".join(out), []
             yield ready if vendor_error else ready + client.error(exc.message, status, passthrough=passthrough)
         except (asyncio.CancelledError, GeneratorExit):
-            # the only way out of this generator at a yield: the client went away
-            status, error = 499, "client closed the connection"
+            # the only way out of this generator at a yield: the client went away, or a
+            # shutdown cut the stream after the drain
+            status, error = ((503, "relaykit shut down before the stream finished") if self.stopping
+                             else (499, "client closed the connection"))
             raise
         finally:
             reply.close()
