@@ -1,14 +1,15 @@
-"""relaykit user create|list|show|topup|disable|enable"""
+"""relaykit user create|list|show|topup|disable|enable|passwd|logout"""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import CliError
 from ..relay.pricing import usd_to_quota
-from ..store import accounts, billing
+from ..store import accounts, billing, sessions
 from . import output
 from .common import ConfigOpt, JsonOpt, open_store, parse_usd, settings_for
 
@@ -69,7 +70,8 @@ def show(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
     output.say(f"{info['name']}  group {info['group']}  status {info['status']}  "
                f"balance ${info['usd']} ({info['quota']} quota)  requests {info['request_count']}")
     rows = [{**e, "when": output.when(e["created_at"])} for e in info["ledger"]]  # type: ignore[attr-defined]
-    output.table(rows, [("when", "When"), ("kind", "Kind"), ("amount", "Amount"), ("note", "Note")],
+    output.table(rows, [("when", "When"), ("kind", "Kind"), ("amount", "Amount"), ("request_id", "Reference"),
+                        ("note", "Note")],
                  title="Latest ledger entries", empty="No ledger entries.")
 
 
@@ -111,3 +113,46 @@ def disable(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
 def enable(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
     """Enable a disabled customer again."""
     _set_status(name, "active", config, json)
+
+
+def read_new_password() -> str:
+    """Prompt twice without echo on a terminal; read one line from a pipe (scripts)."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+        first = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != first:
+            raise CliError("The two passwords differ; nothing was changed.")
+        return first
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise CliError("No password was given on standard input.")
+    return line.rstrip("\r\n")
+
+
+@app.command("passwd")
+def passwd(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Set a customer's password for the self-service API (prompts; reads a line from a pipe).
+    Every session of the customer ends."""
+    s = settings_for(config)
+    store = open_store(s)
+    store.tx(lambda t: accounts.user_row(t, name))
+    password = read_new_password()
+    accounts.check_password_strength(password)
+    pw_hash = accounts.hash_password(password)
+    ended = store.tx(lambda t: accounts.set_password(t, name, pw_hash))
+    if json:
+        output.json_out({"name": name, "sessions_ended": ended})
+    else:
+        output.say(f"Password of '{name}' changed; {ended} session(s) ended.")
+
+
+@app.command("logout")
+def logout(name: str, config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """End every self-service API session of a customer (their session tokens stop working)."""
+    s = settings_for(config)
+    store = open_store(s)
+    ended = store.tx(lambda t: sessions.revoke_sessions(t, accounts.user_row(t, name).id))
+    if json:
+        output.json_out({"name": name, "sessions_ended": ended})
+    else:
+        output.say(f"Ended {ended} session(s) of '{name}'.")

@@ -20,7 +20,7 @@ from ..store import billing
 from ..store import logs as logs_repo
 from ..store.store import Store
 from ..settings import Settings
-from . import media_routes, openai_routes, vendor_routes
+from . import api_routes, media_routes, openai_routes, usage_routes, vendor_routes
 from .middleware import errors
 from .services import SERVICES, Services
 
@@ -49,6 +49,8 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
     r.add_get("/v1beta/models/{target}", vendor_routes.gemini_get_model)
     r.add_post("/v1beta/models/{target}", media_routes.gemini_action)
     media_routes.register(app)
+    usage_routes.register(app)
+    api_routes.register(app, settings, store, clock=clock)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]

@@ -93,15 +93,17 @@ def test_db_migrate_is_idempotent(cli, env) -> None:
     assert not env.db.exists()
     r = cli("db", "migrate", "--json", "--config", env.config)
     assert r.code == 0, r.err
-    assert r.json == {"applied": ["initial schema"], "pending": []}
-    assert env.sql("SELECT id, name FROM schema_migrations") == [(1, "initial schema")]
+    from relaykit.store.migrations import MIGRATIONS
+    assert r.json == {"applied": [name for _, name, _ in MIGRATIONS], "pending": []}
+    assert env.sql("SELECT id, name FROM schema_migrations ORDER BY id")[0] == (1, "initial schema")
+    assert env.sql("SELECT id, name FROM schema_migrations ORDER BY id") == [(n, name) for n, name, _ in MIGRATIONS]
     r = cli("db", "migrate", "--json", "--config", env.config)
     assert r.code == 0
     assert r.json == {"applied": [], "pending": []}
     r = cli("db", "migrate", "--config", env.config)
     assert r.code == 0
     assert "up to date" in r.out
-    assert env.sql("SELECT COUNT(*) FROM schema_migrations") == [(1,)]
+    assert env.sql("SELECT COUNT(*) FROM schema_migrations") == [(len(MIGRATIONS),)]
 
 
 def test_db_backup_is_a_readable_copy_with_the_users(cli, env, tmp_path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from relaykit.errors import InsufficientQuota
 from relaykit.store import accounts, billing
+from relaykit.store.migrations import MIGRATIONS
 from relaykit.store.store import Store
 
 
@@ -29,7 +30,8 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store: Store) -> None:
 
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
     assert store.migrate() == []
-    assert store.tx(lambda t: [m.name for m in t.Migration.select()]) == ["initial schema"]
+    names = store.tx(lambda t: [m.name for m in t.Migration.select().order_by(t.Migration.id)])
+    assert names[0] == "initial schema" and names == [name for _, name, _ in MIGRATIONS]
 
 
 def test_writer_commits_queued_operations_in_batches(store: Store) -> None:
