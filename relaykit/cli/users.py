@@ -18,13 +18,17 @@ app = typer.Typer(help="Customers and their balances.", no_args_is_help=True)
 
 @app.command("create")
 def create(name: str, group: Annotated[str, typer.Option(help="Price group.")] = "default",
-           password: Annotated[Optional[str], typer.Option(help="Password for the self-service API.")] = None,
+           password: Annotated[Optional[str], typer.Option(
+               help="Password for the self-service API; '-' prompts (or reads a line from a pipe).")] = None,
            admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
            config: ConfigOpt = None, json: JsonOpt = False) -> None:
     """Create a customer (a customer without a password can use relay tokens only)."""
     s = settings_for(config)
     if group not in s.groups:
         raise CliError(f"There is no group '{group}' in the configuration; declared groups: {', '.join(s.groups)}.")
+    if password == "-":  # kept off the command line, out of the shell history and `ps`
+        password = read_new_password()
+        accounts.check_password_strength(password)
     store = open_store(s)
     pw_hash = accounts.hash_password(password) if password else None
     user = store.tx(lambda t: accounts.create_user(t, name, group=group, role="admin" if admin else "customer",

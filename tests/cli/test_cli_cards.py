@@ -237,3 +237,15 @@ def test_logout_ends_every_live_session(cli, env: Env) -> None:
     r = cli("user", "logout", "alice", "--json", "--config", env.config)
     assert r.json == {"name": "alice", "sessions_ended": 0}
     assert_one_line_error(cli("user", "logout", "ghost", "--config", env.config).err, "no user named 'ghost'")
+
+
+def test_user_create_with_password_dash_reads_it(cli, env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("typed-not-argv\n"))
+    r = cli("user", "create", "carol", "--password", "-", "--config", env.config)
+    assert r.code == 0, r.err
+    [(pw_hash,)] = env.sql('SELECT password_hash FROM "user" WHERE name = ?', ("carol",))
+    assert accounts.verify_password("typed-not-argv", pw_hash)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    r = cli("user", "create", "dave", "--password", "-", "--config", env.config)
+    assert_one_line_error(r.err, "at least 8 characters")
+    assert env.sql('SELECT COUNT(*) FROM "user" WHERE name = ?', ("dave",)) == [(0,)]
