@@ -1,4 +1,4 @@
-"""relaykit user create|list|show|topup|disable|enable|passwd|logout"""
+"""relaykit user create|list|show|topup|adjust|disable|enable|passwd|logout"""
 
 from __future__ import annotations
 
@@ -95,6 +95,30 @@ def topup(name: str, usd: Annotated[str, typer.Argument(help="Amount in US dolla
                          "usd": round(balance / s.billing.quota_per_usd, 6)})
     else:
         output.say(f"Added ${usd} to '{name}'; balance is now ${balance / s.billing.quota_per_usd:.6f}.")
+
+
+@app.command("adjust")
+def adjust(name: str, usd: Annotated[str, typer.Argument(
+               help="Signed amount in US dollars; put -- before a debit: adjust NAME --note WHY -- -1.50")],
+           note: Annotated[str, typer.Option("--note", help="Why (kept in the ledger).")],
+           config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Correct a balance either way (ledger kind 'adjust'); a debit never goes below zero."""
+    s = settings_for(config)
+    text = usd.strip()
+    sign = -1 if text.startswith("-") else 1
+    amount = usd_to_quota(parse_usd(text.lstrip("+-"), "amount"), s.billing.quota_per_usd)
+    if amount <= 0:
+        raise CliError("The amount is smaller than one quota unit.")
+    if not note.strip():
+        raise CliError("--note must say why the balance is adjusted.")
+    store = open_store(s)
+    balance = store.tx(lambda t: billing.adjust(t, name, sign * amount, note=note.strip()))
+    qpu = s.billing.quota_per_usd
+    if json:
+        output.json_out({"name": name, "added_quota": sign * amount, "quota": balance, "usd": round(balance / qpu, 6)})
+    else:
+        output.say(f"Adjusted '{name}' by {'-' if sign < 0 else '+'}${amount / qpu:.6f}; "
+                   f"balance is now ${balance / qpu:.6f}.")
 
 
 def _set_status(name: str, status: str, config: str | None, json: bool) -> None:

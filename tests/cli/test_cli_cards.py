@@ -249,3 +249,21 @@ def test_user_create_with_password_dash_reads_it(cli, env: Env, monkeypatch: pyt
     r = cli("user", "create", "dave", "--password", "-", "--config", env.config)
     assert_one_line_error(r.err, "at least 8 characters")
     assert env.sql('SELECT COUNT(*) FROM "user" WHERE name = ?', ("dave",)) == [(0,)]
+
+
+def test_adjust_credits_debits_and_never_overdraws(cli, env: Env) -> None:
+    seed_user(env.store(), "alice", usd=2)
+    r = cli("user", "adjust", "alice", "0.5", "--note", "goodwill", "--json", "--config", env.config)
+    assert r.code == 0, r.err
+    assert r.json["quota"] == int(2.5 * QUOTA_PER_USD)
+    r = cli("user", "adjust", "alice", "--note", "double charge fixed", "--config", env.config, "--", "-1.25")
+    assert r.code == 0, r.err
+    assert "by -$1.250000" in r.out and "$1.250000" in r.out
+    r = cli("user", "adjust", "alice", "--note", "too much", "--config", env.config, "--", "-5")
+    assert_one_line_error(r.err, "smaller than the debit")
+    r = cli("user", "adjust", "alice", "1", "--note", " ", "--config", env.config)
+    assert_one_line_error(r.err, "--note")
+    ledger = cli("user", "show", "alice", "--json", "--config", env.config).json["ledger"]
+    assert [(e["kind"], e["amount"], e["note"]) for e in ledger[:2]] == [
+        ("adjust", -int(1.25 * QUOTA_PER_USD), "double charge fixed"), ("adjust", QUOTA_PER_USD // 2, "goodwill")]
+    assert cli("audit", "--config", env.config).code == 0
