@@ -210,8 +210,15 @@ def request_to_hub(body: dict[str, Any], *, model: str) -> dict[str, Any]:
             messages.append({"role": "system", "content": system})
     for i, msg in enumerate(raw_messages):
         where = f"messages[{i}]"
+        if isinstance(msg, dict) and msg.get("role") == "system":
+            # Claude Code 2.1 sends mid-conversation system messages (beta
+            # mid-conversation-tool-changes-2026-07-01); in the hub they stay where they are
+            system = _system_to_hub(msg.get("content"))
+            if system:
+                messages.append({"role": "system", "content": system})
+            continue
         if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            raise ValueError(f"{where}.role must be 'user' or 'assistant'.")
+            raise ValueError(f"{where}.role must be 'user', 'assistant' or 'system'.")
         blocks = _blocks(msg.get("content"), where)
         if msg["role"] == "user":
             messages.extend(_user_to_hub(blocks, where))

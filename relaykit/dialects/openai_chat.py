@@ -147,16 +147,28 @@ def request_to_hub(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     return out
 
 
+def _without(obj: Any, key: str) -> Any:
+    return {k: v for k, v in obj.items() if k != key} if isinstance(obj, dict) and key in obj else obj
+
+
 def request_from_hub(hub: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """Hub → an OpenAI-compatible upstream, without the hub-only extensions it would not
+    expect (and OpenAI rejects): Anthropic ``reasoning_signature`` and ``cache_control``
+    (OpenAI caches prompts by itself), Gemini ``extra_content`` thought signatures."""
     out = dict(hub)
     out["model"] = model
-    # hub-only extensions an OpenAI-compatible upstream would not expect
     msgs = []
     for m in out.get("messages") or ():
-        if isinstance(m, dict) and "reasoning_signature" in m:
-            m = {k: v for k, v in m.items() if k != "reasoning_signature"}
+        m = _without(m, "reasoning_signature")
+        if isinstance(m, dict):
+            if isinstance(m.get("content"), list):
+                m = {**m, "content": [_without(p, "cache_control") for p in m["content"]]}
+            if isinstance(m.get("tool_calls"), list):
+                m = {**m, "tool_calls": [_without(c, "extra_content") for c in m["tool_calls"]]}
         msgs.append(m)
     out["messages"] = msgs
+    if isinstance(out.get("tools"), list):
+        out["tools"] = [_without(t, "cache_control") for t in out["tools"]]
     return out
 
 

@@ -138,7 +138,7 @@ def test_request_to_hub_structured_output_and_adaptive_effort() -> None:
 
 @pytest.mark.parametrize("body, fragment", [
     ({"max_tokens": 5}, "messages"),
-    ({"max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "role"),
+    ({"max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, "role"),  # "system" is accepted (Claude Code 2.1)
     ({"max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
     ({"messages": [{"role": "user", "content": 5}]}, "content"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f", "input_schema": {}}],
