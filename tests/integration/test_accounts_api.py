@@ -4,7 +4,9 @@ card redemption, request logs and the usage endpoints for relay tokens."""
 from __future__ import annotations
 
 import math
+import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -353,3 +355,53 @@ async def test_usage_endpoints_report_the_calling_token(relay_factory: StartRela
                 "start_date=2020-01-01&end_date=2026-01-01"):
         got = await api.call("GET", f"/v1/usage?{bad}", token=key)
         assert got.status == 400 and "error" in got.body, bad
+
+
+def random_json(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(9 if depth < 3 else 6)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 1, 2**63, -2**70, 10**30, 7])
+    if kind == 3:
+        return rng.choice([0.5, -1e308, 1e308, 1.7976931348623157e308])
+    if kind in (4, 5):
+        return rng.choice(["", "x" * 10_000, "\u0000", "é🙂\u202e", "1", "-1", "sk-abc", "rks-abc", "card",
+                           "2026-01-01", "' OR '1'='1", "mock-gpt", "10.0.0.0/8,zz"])
+    if kind in (6, 7):
+        keys = ["name", "id", "key", "code", "status", "remain_quota", "unlimited_quota", "expired_time",
+                "models", "subnet", "group", "username", "password", "rpm", "tpm", "role", "quota"]
+        return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(6))}
+    return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+async def test_hostile_bodies_never_cause_a_server_error(relay_factory: StartRelay,
+                                                         http: aiohttp.ClientSession) -> None:
+    relay, api = await started(relay_factory, http)
+    customer(relay, "alice", usd=1)
+    session = session_for(relay, "alice")
+    rng = random.Random(7)
+    endpoints = [("POST", "/api/token/"), ("PUT", "/api/token/"), ("PUT", "/api/token/?status_only=true"),
+                 ("POST", "/api/user/redeem"), ("POST", "/api/user/register"), ("POST", "/api/user/login")]
+    seen: Counter[int] = Counter()
+    for i in range(240):
+        method, path = endpoints[i % len(endpoints)]
+        body = random_json(rng)
+        if i % 2 and isinstance(body, dict):
+            body.setdefault("name", "fuzz")
+            body.setdefault("id", 1)
+        async with http.request(method, relay.url + path, json=body,
+                                headers={"Authorization": f"Bearer {session}"}) as r:
+            got = await r.json(content_type=None)
+            assert r.status < 500, (method, path, body, got)
+            assert set(got) == {"success", "message", "data"} and got["success"] is (r.status == 200)
+            seen[r.status] += 1
+    async with http.post(relay.url + "/api/token/", data=b"{not json",
+                         headers={"Authorization": f"Bearer {session}"}) as r:
+        assert r.status == 400
+    assert seen[400] > 50, seen
+    # and the server is still well: a plain request works
+    made = await api.call("POST", "/api/token/", token=session, json={"name": "after the storm"})
+    assert made.status == 200 and relay.audit_ok()
