@@ -90,6 +90,15 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """Long-running tasks (Midjourney, Suno, video): how the poller follows them."""
+    poll_seconds: float = 5.0         # an open task's upstream is asked for news this often
+    poll_max_seconds: float = 60.0    # the backoff after failed polls stops growing here
+    deadline_seconds: float = 3600.0  # a task not finished by then fails and its hold is released
+    hooks_allow_private: bool = False  # notifyHook to loopback/private addresses (never on a public server)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     path: str
     database_url: str
@@ -101,6 +110,7 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     health: HealthConfig = field(default_factory=HealthConfig)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     groups: dict[str, Group] = field(default_factory=dict)
     prices: dict[str, Price] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
@@ -193,12 +203,13 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 # --------------------------------------------------------------------------- validation
 
 _TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
-        "channels", "accounts"}
+        "channels", "accounts", "tasks"}
 _SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
 _BILLING = {"quota_per_usd", "default_max_tokens", "checkin", "timezone"}
 _ACCOUNTS = {"self_registration", "session_days", "card_key_file"}
 _CHECKIN = {"enabled", "min_usd", "max_usd"}
 _LOGS = {"retention_days", "store_bodies"}
+_TASKS = {"poll_seconds", "poll_max_seconds", "deadline_seconds", "hooks_allow_private"}
 _CHANNEL = {"name", "type", "base_url", "keys", "models", "model_map", "groups", "priority",
             "weight", "timeouts", "enabled", "api_version", "api"}
 _PRICE_USD = {"input", "output", "cache_read", "cache_write", "audio_input", "audio_output"}  # USD per 1M tokens
@@ -561,6 +572,17 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
                               for k in ("user_rpm", "user_tpm", "user_concurrency", "token_concurrency")
                               if lm.get(k) is not None})
 
+    tk = v.mapping(top.get("tasks"), ("tasks",), _TASKS, "tasks")
+    tdef = TaskSettings()
+    task_numbers = {k: v.number(tk.get(k, getattr(tdef, k)), ("tasks", k), f"tasks.{k}", minimum=0.01)
+                    for k in ("poll_seconds", "poll_max_seconds", "deadline_seconds")}
+    allow_private = tk.get("hooks_allow_private", False)
+    if not isinstance(allow_private, bool):
+        v.err(("tasks", "hooks_allow_private"), "tasks.hooks_allow_private must be true or false")
+        allow_private = False
+    tasks = TaskSettings(**{k: float(x) if x is not None else getattr(tdef, k) for k, x in task_numbers.items()},
+                         hooks_allow_private=allow_private)
+
     groups: dict[str, Group] = {}
     graw = top.get("groups")
     if graw is None:
@@ -613,7 +635,7 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
 
     return Settings(path=path, database_url=db_url, redis_url=redis_url if isinstance(redis_url, str) else None,
                     server=server, billing=billing, accounts=accounts, logs=logs, retry=retry, health=health,
-                    limits=limits, groups=groups, prices=prices,
+                    limits=limits, tasks=tasks, groups=groups, prices=prices,
                     channels=tuple(channels), problems=tuple(v.problems))
 
 

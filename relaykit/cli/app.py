@@ -13,7 +13,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as cx  # type: ignore[no-redef]
 
 from ..errors import RelayError
-from . import admin, cards, channels, logs, serve, tokens, users
+from . import admin, cards, channels, logs, serve, tasks, tokens, users
 from .output import error
 
 app = typer.Typer(name="relaykit", help="relaykit: a self-hosted AI API relay.", no_args_is_help=True,
@@ -29,6 +29,7 @@ app.add_typer(channels.app, name="channel")
 app.add_typer(tokens.app, name="token")
 app.add_typer(cards.app, name="card")
 app.add_typer(logs.app, name="logs")
+app.add_typer(tasks.app, name="tasks")
 app.add_typer(admin.prices_app, name="prices")
 app.add_typer(admin.db_app, name="db")
 

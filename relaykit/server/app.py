@@ -20,7 +20,7 @@ from ..store import billing
 from ..store import logs as logs_repo
 from ..store.store import Store
 from ..settings import Settings
-from . import api_routes, media_routes, openai_routes, usage_routes, vendor_routes
+from . import api_routes, media_routes, openai_routes, task_routes, usage_routes, vendor_routes
 from .middleware import errors
 from .services import SERVICES, Services
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
     media_routes.register(app)
     usage_routes.register(app)
     api_routes.register(app, settings, store, clock=clock)
+    task_routes.register(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
@@ -70,6 +71,7 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
             await loop.run_in_executor(None, store.stop)
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(task_routes.follow_tasks)  # after the store starts, stopped before it stops
     return app
 
 

@@ -16,6 +16,15 @@ log = logging.getLogger("relaykit.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _render(request: web.Request, dialect: str, err: RelayError) -> web.Response:
+    """In the route's dialect, or by the handler's own ``render_error`` when it has one
+    (APIs whose errors are not a chat dialect's: Midjourney, Suno; see task_routes)."""
+    own = getattr(request.match_info.handler, "render_error", None)
+    if own is not None:
+        return own(err)  # type: ignore[no-any-return]
+    return error_response(request.get(DIALECT_KEY, dialect), err)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     dialect = openai_chat.NAME
@@ -30,10 +39,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise PayloadTooLarge(f"The request body is larger than the relay accepts ({limit // (1024 * 1024)} MB).")
         return await handler(request)
     except RelayError as err:
-        return error_response(request.get(DIALECT_KEY, dialect), err)
+        return _render(request, dialect, err)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size  # noqa: SLF001
-        return error_response(request.get(DIALECT_KEY, dialect), PayloadTooLarge(
+        return _render(request, dialect, PayloadTooLarge(
             f"The request body is larger than the relay accepts ({limit // (1024 * 1024)} MB)."))
     except web.HTTPMethodNotAllowed:
         return error_response(dialect, MethodNotAllowed(f"{request.method} is not allowed on {request.path}."))
@@ -41,5 +50,5 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(request.get(DIALECT_KEY, dialect),
-                              RelayError("relaykit hit an internal error; the operator can find it in the log."))
+        return _render(request, dialect,
+                       RelayError("relaykit hit an internal error; the operator can find it in the log."))

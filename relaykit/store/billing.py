@@ -85,7 +85,10 @@ def release_stale_holds(t: Tables, older_than: float | None = None) -> int:
     Each release is recorded in the ledger with amount 0: the money never left the user,
     it only comes back from reservation.
     """
-    q = t.Hold.select()
+    # The hold of a long-running task that is still open is not stale: the task poller
+    # follows the task again after a restart and settles or releases it (store/tasks.py).
+    following = t.Task.select(t.Task.hold_id).where(t.Task.is_open == True)  # noqa: E712
+    q = t.Hold.select().where(t.Hold.request_id.not_in(following))
     if older_than is not None:
         q = q.where(t.Hold.created_at < now() - older_than)
     count = 0

@@ -24,9 +24,15 @@ def _accounts(t: Tables) -> None:
     t.db.create_tables([t.Session, t.Card], safe=True)
 
 
+def _tasks(t: Tables) -> None:
+    """Issue 7: long-running generation tasks (Midjourney, Suno, video)."""
+    t.db.create_tables([t.Task], safe=True)
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "initial schema", _initial),
     (2, "sessions and redemption cards", _accounts),
+    (3, "long-running tasks", _tasks),
 )
 
 

@@ -33,13 +33,14 @@ class Tables:
     ChannelState: Any
     Session: Any
     Card: Any
+    Task: Any
 
     # precompiled hot-path statements; keep this field last (it has a default)
     sql: Any = None
 
     def all(self) -> list[Any]:
         return [self.Meta, self.Migration, self.User, self.Token, self.Hold, self.Ledger,
-                self.RequestLog, self.ChannelState, self.Session, self.Card]
+                self.RequestLog, self.ChannelState, self.Session, self.Card, self.Task]
 
 
 def build_tables(db: pw.Database) -> Tables:
@@ -167,6 +168,51 @@ def build_tables(db: pw.Database) -> Tables:
         used_by = pw.IntegerField(null=True)
         used_at = pw.DoubleField(null=True)
 
+    class Task(Base):
+        """A long-running generation task (Midjourney, Suno, video; store/tasks.py).
+
+        ``task_id`` is relaykit's own id, the one the client sees; ``channel`` and
+        ``upstream_id`` say where the work really runs.  While ``is_open`` the task's hold
+        (``hold_id`` in the hold table) stays reserved, across restarts too, until the
+        poller settles it (success) or releases it (failure, deadline).
+        """
+        task_id = pw.CharField(max_length=64, unique=True)
+        platform = pw.CharField(max_length=16)           # midjourney, suno, video
+        action = pw.CharField(max_length=32)             # IMAGINE, UPSCALE, MUSIC, LYRICS, GENERATE, ...
+        user_id = pw.IntegerField(index=True)
+        token_id = pw.IntegerField(null=True)
+        token_name = pw.CharField(max_length=128, default="")
+        token_limited = pw.BooleanField(default=False)
+        model = pw.CharField(max_length=128)              # the priced name (mj_imagine, suno_music, kling-v1)
+        upstream_model = pw.CharField(max_length=128, default="")
+        channel = pw.CharField(max_length=128, default="")
+        key_fp = pw.CharField(max_length=64, default="")  # fingerprint of the upstream key used; never the key
+        upstream_id = pw.CharField(max_length=191, default="", index=True)
+        parent_id = pw.CharField(max_length=64, null=True)
+        status = pw.CharField(max_length=16)
+        progress = pw.IntegerField(default=0)
+        fail_reason = pw.TextField(default="")
+        request = pw.TextField(default="{}")             # the client's fields the answers repeat (JSON)
+        result = pw.TextField(default="{}")              # what the upstream produced (JSON)
+        seconds = pw.IntegerField(default=0)              # clip length (video)
+        quota = pw.BigIntegerField(default=0)             # the price, held at submit
+        hold_id = pw.CharField(max_length=64, unique=True)
+        is_open = pw.BooleanField(default=True)
+        notify_hook = pw.TextField(default="")
+        hook_status = pw.CharField(max_length=16, default="")
+        client_ip = pw.CharField(max_length=64, default="")
+        submit_time = pw.DoubleField(default=now)
+        start_time = pw.DoubleField(null=True)
+        finish_time = pw.DoubleField(null=True)
+        deadline_at = pw.DoubleField()
+        next_poll_at = pw.DoubleField(default=0)
+        poll_failures = pw.IntegerField(default=0)
+        last_error = pw.CharField(max_length=255, default="")
+
+        class Meta:
+            indexes = ((("is_open", "next_poll_at"), False), (("user_id", "id"), False))
+
     return Tables(db=db, Meta=MetaKV, Migration=Migration, User=User, Token=Token, Hold=Hold,
                   Ledger=Ledger, RequestLog=RequestLog, ChannelState=ChannelState, Session=Session, Card=Card,
+                  Task=Task,
                   sql=HotSQL(User, Token, Hold, Ledger, RequestLog))

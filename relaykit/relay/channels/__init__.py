@@ -16,6 +16,7 @@ from .mock import MockChannel
 from .mock_ops import MockOps
 from .openai import AzureChannel, OpenAIChannel, OpenAIOps
 from .ops import OpKind
+from .tasks import TaskChannel
 from .xinference import XinferenceChannel
 
 _JINA, _COHERE, _XINFERENCE = JinaChannel(), CohereChannel(), XinferenceChannel()
@@ -31,6 +32,10 @@ REGISTRY: dict[str, ChannelKind] = {
     "jina": _JINA,
     "cohere": _COHERE,
     "xinference": _XINFERENCE,
+    "midjourney": TaskChannel("midjourney"),
+    "suno": TaskChannel("suno"),
+    "kling": TaskChannel("kling"),
+    "jimeng": TaskChannel("jimeng"),
 }
 
 # Non-chat operations (embeddings, rerank, images, audio, realtime), by channel type.
