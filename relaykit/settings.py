@@ -203,7 +203,7 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 # --------------------------------------------------------------------------- validation
 
 _TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
-        "channels", "accounts", "tasks"}
+        "channels", "accounts", "models_file", "tasks"}
 _SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
 _BILLING = {"quota_per_usd", "default_max_tokens", "checkin", "timezone"}
 _ACCOUNTS = {"self_registration", "session_days", "card_key_file"}
@@ -414,6 +414,40 @@ def _price(v: _Validator, name: str, spec: Any, path: tuple[Any, ...]) -> Price 
                  audio_input_ratio=vals.get("audio_input_ratio"), audio_output_ratio=vals.get("audio_output_ratio"))
 
 
+def _models_file(v: _Validator, value: Any, base: Path) -> dict[str, Price]:
+    """Prices from the file ``models_file`` names (``relaykit prices import --out`` writes
+    one): a mapping of model to price, or a document with a ``models:`` mapping.  Its
+    problems name the file and its line; entries under the config's own ``models:`` win."""
+    if value is None:
+        return {}
+    if not isinstance(value, str) or not value:
+        v.err(("models_file",), "models_file must be the path of a YAML prices file")
+        return {}
+    path = Path(value.replace("{config_dir}", str(base)))
+    path = path if path.is_absolute() else base / path
+    try:
+        raw, lines = parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        v.err(("models_file",), f"models_file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}")
+        return {}
+    except ConfigError as exc:
+        v.err(("models_file",), f"models_file {path}: {exc.message}")
+        return {}
+    inner = _Validator(lines, v.env)
+    models = raw.get("models") if isinstance(raw, dict) and set(raw) == {"models"} else raw
+    prefix = ("models",) if models is not raw else ()
+    out: dict[str, Price] = {}
+    if raw is not None and not isinstance(models, dict):
+        inner.err((), "a prices file must map model names to prices")
+    for name, spec in (models or {}).items():
+        price = _price(inner, name, spec, prefix + (name,))
+        if price is not None:
+            out[name] = price
+    for p in inner.problems:
+        v.problems.append(Problem(None, f"{path.name} line {p.line}: {p.message}", p.severity))
+    return out
+
+
 def _channel(v: _Validator, spec: Any, path: tuple[Any, ...], groups: dict[str, Group]) -> Channel | None:
     if not isinstance(spec, dict):
         v.err(path, "each channel must be a mapping")
@@ -606,6 +640,8 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
             price = _price(v, mname, mspec, ("models", mname))
             if price is not None:
                 prices[mname] = price
+    for mname, price in _models_file(v, top.get("models_file"), base).items():
+        prices.setdefault(mname, price)  # the config's own models: entries win
 
     channels: list[Channel] = []
     craw = top.get("channels") or []

@@ -17,6 +17,7 @@ from ..store.db import sqlite_path
 from ..store.migrations import pending
 from . import output
 from .common import ConfigOpt, JsonOpt, open_store, settings_for
+from .prices_import import prices_import
 
 config_app = typer.Typer(help="Configuration file.", no_args_is_help=True)
 prices_app = typer.Typer(help="Model prices.", no_args_is_help=True)
@@ -44,17 +45,21 @@ def audit(config: ConfigOpt = None, json: JsonOpt = False) -> None:
 
 @prices_app.command("list")
 def prices_list(config: ConfigOpt = None, json: JsonOpt = False) -> None:
-    """Model prices in USD per 1M tokens (or per call) and as ratios."""
+    """Model prices in USD per 1M tokens (or per call, image, second, 1M characters) and as ratios."""
     s = settings_for(config)
     rows = []
     for p in s.prices.values():
+        tokens = p.basis == "token"
         rows.append({
             "model": p.model,
-            "input_per_1m": None if p.per_call_usd is not None else float(p.input_usd_per_m),
-            "output_per_1m": None if p.per_call_usd is not None else float(p.output_usd_per_m),
-            "cache_read_per_1m": None if p.per_call_usd is not None else float(p.input_usd_per_m * p.cache_read_ratio),
-            "cache_write_per_1m": None if p.per_call_usd is not None else float(p.input_usd_per_m * p.cache_write_ratio),
+            "input_per_1m": float(p.input_usd_per_m) if tokens else None,
+            "output_per_1m": float(p.output_usd_per_m) if tokens else None,
+            "cache_read_per_1m": float(p.input_usd_per_m * p.cache_read_ratio) if tokens else None,
+            "cache_write_per_1m": float(p.input_usd_per_m * p.cache_write_ratio) if tokens else None,
             "per_call": None if p.per_call_usd is None else float(p.per_call_usd),
+            "per_image": None if p.per_image_usd is None else float(p.per_image_usd),
+            "per_second": None if p.per_second_usd is None else float(p.per_second_usd),
+            "per_1m_chars": None if p.per_char_usd is None else float(p.per_char_usd * 1_000_000),
             "ratio": float(p.model_ratio), "completion_ratio": float(p.completion_ratio),
         })
     if json:
@@ -62,7 +67,9 @@ def prices_list(config: ConfigOpt = None, json: JsonOpt = False) -> None:
     else:
         output.table(rows, [("model", "Model"), ("input_per_1m", "Input $/1M"), ("output_per_1m", "Output $/1M"),
                             ("cache_read_per_1m", "Cache read $/1M"), ("cache_write_per_1m", "Cache write $/1M"),
-                            ("per_call", "Per call $"), ("ratio", "Ratio"), ("completion_ratio", "Completion ratio")],
+                            ("per_call", "Per call $"), ("per_image", "Per image $"), ("per_second", "Per second $"),
+                            ("per_1m_chars", "Per 1M chars $"), ("ratio", "Ratio"),
+                            ("completion_ratio", "Completion ratio")],
                      empty="No model has a price.")
 
 
@@ -154,3 +161,6 @@ def version(json: JsonOpt = False) -> None:
         output.json_out({"version": __version__})
     else:
         output.line(f"relaykit {__version__}")
+
+
+prices_app.command("import")(prices_import)

@@ -96,15 +96,19 @@ def heard(raw: bytes, fmt: str) -> Heard:
         return Heard()
     if not isinstance(body, dict):
         return Heard()
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = _obj(body.get("usage"))
     if usage.get("type") == "tokens" or "input_tokens" in usage:
-        details = usage.get("input_token_details") if isinstance(usage.get("input_token_details"), dict) else {}
+        details = _obj(usage.get("input_token_details"))
         return Heard(input_tokens=_int(usage.get("input_tokens")), output_tokens=_int(usage.get("output_tokens")),
                      audio_tokens=_int(details.get("audio_tokens")) or 0)
     for v in (usage.get("seconds"), body.get("duration")):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
             return Heard(seconds=Decimal(str(v)))
     return Heard()
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(v: Any) -> int | None:

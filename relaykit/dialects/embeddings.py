@@ -57,7 +57,7 @@ def parse_openai(body: Any) -> EmbedRequest:
     ids, count = 0, 1
     if isinstance(raw, str):
         texts = [raw]
-    elif _is_ids(raw):
+    elif isinstance(raw, list) and _is_ids(raw):
         ids = len(raw)
     elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
         texts, count = list(raw), len(raw)
@@ -97,12 +97,12 @@ def parse_gemini(body: Any, action: str, model: str) -> EmbedRequest:
     """A Gemini client's embedContent or batchEmbedContents body."""
     if not isinstance(body, dict):
         raise ValueError("The request body must be a JSON object.")
-    if action == "embedContent":
-        reqs = [body]
-    else:
-        reqs = body.get("requests")
-        if not isinstance(reqs, list) or not reqs or not all(isinstance(r, dict) for r in reqs):
+    reqs: list[dict[str, Any]] = [body]
+    if action != "embedContent":
+        given = body.get("requests")
+        if not isinstance(given, list) or not given or not all(isinstance(r, dict) for r in given):
             raise ValueError("The 'requests' field is required and must be a non-empty array of objects.")
+        reqs = given
         if len(reqs) > MAX_INPUTS:
             raise ValueError(f"At most {MAX_INPUTS} requests fit in one batch.")
     texts: list[str] = []
@@ -179,10 +179,9 @@ def vectors_from_openai(body: Any) -> list[Any]:
 
 
 def vectors_from_gemini(body: Any) -> list[Any]:
-    if isinstance(body, dict) and isinstance(body.get("embedding"), dict):
-        items = [body["embedding"]]
-    else:
-        items = body.get("embeddings") if isinstance(body, dict) else None
+    items: Any = None
+    if isinstance(body, dict):
+        items = [body["embedding"]] if isinstance(body.get("embedding"), dict) else body.get("embeddings")
     if not isinstance(items, list) or not all(isinstance(e, dict) and isinstance(e.get("values"), list)
                                               for e in items):
         raise ValueError("the upstream's Gemini embeddings response has no 'embeddings' values")

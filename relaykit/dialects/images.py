@@ -63,9 +63,9 @@ def images_in(response: Any, req: ImageRequest) -> tuple[tuple[str, str], ...]:
     ``quality`` when it names them (gpt-image resolves ``auto``), else the request's."""
     if not isinstance(response, dict) or not isinstance(response.get("data"), list):
         raise ValueError("the upstream's image response has no 'data' array")
-    size = response.get("size") if isinstance(response.get("size"), str) else req.size
-    quality = response.get("quality") if isinstance(response.get("quality"), str) else req.quality
-    return ((size, quality),) * len(response["data"])
+    size, quality = response.get("size"), response.get("quality")
+    made = (size if isinstance(size, str) else req.size, quality if isinstance(quality, str) else req.quality)
+    return (made,) * len(response["data"])
 
 
 def token_usage(response: Any) -> tuple[int, int] | None:

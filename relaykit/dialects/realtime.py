@@ -47,6 +47,10 @@ def delta_text(event: dict[str, Any]) -> str:
     return ""
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _n(v: Any) -> int:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
@@ -57,8 +61,7 @@ def usage_of(event: dict[str, Any]) -> Usage | None:
     usage = response.get("usage") if isinstance(response, dict) else None
     if event.get("type") != "response.done" or not isinstance(usage, dict):
         return None
-    ind = usage.get("input_token_details") if isinstance(usage.get("input_token_details"), dict) else {}
-    outd = usage.get("output_token_details") if isinstance(usage.get("output_token_details"), dict) else {}
+    ind, outd = _obj(usage.get("input_token_details")), _obj(usage.get("output_token_details"))
     return Usage(prompt_tokens=_n(usage.get("input_tokens")), completion_tokens=_n(usage.get("output_tokens")),
                  cache_read_tokens=_n(ind.get("cached_tokens")), audio_prompt_tokens=_n(ind.get("audio_tokens")),
                  audio_completion_tokens=_n(outd.get("audio_tokens")))

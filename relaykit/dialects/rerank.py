@@ -67,8 +67,9 @@ def document_text(doc: Any, rank_fields: tuple[str, ...] = ()) -> str:
         return doc
     if not isinstance(doc, dict):
         return str(doc)
-    if not rank_fields and isinstance(doc.get("text"), str):
-        return doc["text"]
+    text = doc.get("text")
+    if not rank_fields and isinstance(text, str):
+        return text
     keys = rank_fields or tuple(doc)
     return "\n".join(f"{k}: {doc[k]}" for k in keys if k in doc and isinstance(doc[k], (str, int, float)))
 
@@ -126,6 +127,10 @@ def upstream_body(req: RerankRequest, wire: str, model: str) -> dict[str, Any]:
     return out
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _num(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
@@ -157,11 +162,12 @@ def read_upstream(body: Any, n_documents: int, top_n: int | None) -> Ranked:
     usage = body.get("usage")
     if isinstance(usage, dict):
         tokens = _num(usage.get("total_tokens", usage.get("prompt_tokens")))
-    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-    if tokens is None and isinstance(meta.get("tokens"), dict):
-        inp, outp = _num(meta["tokens"].get("input_tokens")), _num(meta["tokens"].get("output_tokens"))
+    meta = _obj(body.get("meta"))
+    counted = _obj(meta.get("tokens"))
+    if tokens is None and counted:
+        inp, outp = _num(counted.get("input_tokens")), _num(counted.get("output_tokens"))
         tokens = None if inp is None else inp + (outp or 0)
-    billed = meta.get("billed_units") if isinstance(meta.get("billed_units"), dict) else {}
+    billed = _obj(meta.get("billed_units"))
     if tokens is None:
         tokens = _num(billed.get("input_tokens"))
     return Ranked(tuple(pairs), tokens, _num(billed.get("search_units")))

@@ -43,8 +43,9 @@ class Uploaded(Protocol):
 
     replayable: bool
     error: RelayError | None
-    content_type: str
-    total: int
+
+    @property
+    def content_type(self) -> str: ...
 
     @property
     def fields(self) -> dict[str, str]: ...
@@ -312,10 +313,12 @@ class Speech(_Plain):
         except orjson.JSONDecodeError:
             return
         usage = ev.get("usage") if isinstance(ev, dict) else None
-        if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
-            out = usage.get("output_tokens") if isinstance(usage.get("output_tokens"), int) else 0
-            self.reported = Usage(prompt_tokens=usage["input_tokens"], completion_tokens=out,
-                                  audio_completion_tokens=out)
+        if not isinstance(usage, dict):
+            return
+        inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+        if isinstance(inp, int):
+            out = out if isinstance(out, int) else 0
+            self.reported = Usage(prompt_tokens=inp, completion_tokens=out, audio_completion_tokens=out)
 
     def units(self) -> Units:
         chars = len(self.req.text)

@@ -136,6 +136,9 @@ class Pipeline:
         if price is None:
             raise InvalidRequest(f"The model '{call.model}' has no price configured, so it cannot be used; "
                                  "ask the operator to price it.", code="model_not_priced")
+        if price.basis not in ("token", "call"):  # per image / second / character: not chat (never free)
+            raise InvalidRequest(f"The model '{call.model}' is priced per {price.basis}, which chat cannot meter; "
+                                 "use its own endpoint (images, audio).", code="model_not_priced")
         return plan, price, group.ratio
 
     def _to_hub_request(self, call: ChatCall) -> dict[str, Any]:

@@ -81,10 +81,11 @@ class Units:
 
 
 def image_factor(table: tuple[tuple[str, Decimal], ...], value: str) -> Decimal:
-    """The factor for one size or quality.  No table: 1.  A value the table does not name
-    (``auto``, a size the operator did not list): the largest factor, so an unlisted value
-    never costs less than a listed one."""
-    if not table:
+    """The factor for one size or quality.  No table, or no value (the model's default,
+    which ``per_image`` prices): 1.  A value the table does not name (``auto``, a size the
+    operator did not list): the largest factor, so an unlisted value never costs less
+    than a listed one."""
+    if not table or not value:
         return Decimal(1)
     for name, factor in table:
         if name == value:

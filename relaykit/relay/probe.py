@@ -34,7 +34,7 @@ class ProbeResult:
 async def probe(pool: UpstreamPool, channel: Channel, key: str) -> ProbeResult:
     kind = kind_for(channel.type)
     model = channel.models[0] if channel.models else ""
-    if kind is None:
+    if kind is None or not kind.dialects:  # rerank-only types (jina, cohere, xinference) have no chat to probe
         return ProbeResult(channel.name, model, mask(key), None, 0, f"channel type {channel.type} cannot be tested")
     dialect = kind.dialects[0]
     hub = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "stream": False}

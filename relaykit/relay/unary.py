@@ -314,6 +314,7 @@ class Tab:
         self.charged = 0
         self.delivered: list[str] = []
         self._ticket: HoldTicket | None = None
+        self._closed = False
         self._opened = unary.chat.monotonic()
         self._lock = asyncio.Lock()
 
@@ -347,13 +348,16 @@ class Tab:
             return cost
 
     async def close(self, status: int = 200, error: str = "") -> None:
+        """Settle what is open (once) and give the rate-limit lease back."""
         async with self._lock:
-            if self._ticket is None:
+            if self._closed:
                 return
-            text = "".join(self.delivered)
-            usage = Usage(completion_tokens=estimate_tokens(text), estimated=True) if text else None
-            await self._settle(usage, status=status if usage is None else 499, estimated=True,
-                               error=error or ("session closed mid-response" if usage else ""))
+            self._closed = True
+            if self._ticket is not None:
+                text = "".join(self.delivered)
+                usage = Usage(completion_tokens=estimate_tokens(text), estimated=True) if text else None
+                await self._settle(usage, status=status if usage is None else 499, estimated=True,
+                                   error=error or ("session closed mid-response" if usage else ""))
             self.lease.release(self.tokens)
 
     async def _settle(self, usage: Usage | None, *, status: int, estimated: bool, error: str = "") -> int:

@@ -76,7 +76,8 @@ async def gemini_action(request: web.Request) -> web.StreamResponse:
     every other method in vendor_routes."""
     model, _, action = request.match_info["target"].rpartition(":")
     if action not in embeddings.GEMINI_ACTIONS:
-        return await vendor_routes.gemini_action(request)
+        chat: web.StreamResponse = await vendor_routes.gemini_action(request)
+        return chat
     model = model.removeprefix("models/")
     if not model:
         raise NotFoundError(f"There is no Gemini method '{request.match_info['target']}'.", code="unknown_method")

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 
 from ..dialects import openai_chat
 from ..dialects import realtime as rt
-from ..errors import InsufficientQuota, InvalidRequest
+from ..errors import InvalidRequest, RelayError
 from ..relay.auth import extract_key
 from ..relay.channels import ops
 from ..relay.unary import Tab, UnaryPipeline, open_realtime
@@ -78,11 +78,12 @@ async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocke
         with contextlib.suppress(asyncio.CancelledError):
             await task
     failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
-    if isinstance(failure, InsufficientQuota):
+    if isinstance(failure, RelayError):  # the next hold was refused: balance spent, account disabled...
+        code = failure.code or failure.kind
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await client.send_str(rt.error_event(failure.message, code="insufficient_quota",
-                                                 kind="insufficient_quota", event_id="event_" + uuid.uuid4().hex))
-        await client.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=b"insufficient_quota")
+            await client.send_str(rt.error_event(failure.message, code=code, kind=failure.kind,
+                                                 event_id="event_" + uuid.uuid4().hex))
+        await client.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=code.encode()[:120])
         return
     if failure is not None:
         log.error("realtime session relay failed: %r", failure)

@@ -25,7 +25,7 @@ class Seen:
     headers: dict[str, str]
     json: Any = None
     fields: dict[str, str] = field(default_factory=dict)   # multipart text fields
-    files: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # name -> (filename, size, sha256)
+    files: list[tuple[str, str, int, str]] = field(default_factory=list)  # (field, filename, size, sha256)
 
 
 class SmallFake:

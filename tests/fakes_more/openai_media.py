@@ -118,7 +118,7 @@ class FakeOpenAIMedia(SmallFake):
             while chunk := await part.read_chunk(256 * 1024):
                 digest.update(chunk)
                 size += len(chunk)
-            seen.files[part.name or ""] = (part.filename, size, digest.hexdigest())
+            seen.files.append((part.name or "", part.filename, size, digest.hexdigest()))
         return seen
 
     async def image_edits(self, request: web.Request) -> web.Response:
@@ -131,7 +131,7 @@ class FakeOpenAIMedia(SmallFake):
 
     async def transcribe(self, request: web.Request) -> web.Response:
         seen = await self._multipart(request)
-        size = sum(s for _, s, _ in seen.files.values())
+        size = sum(f[2] for f in seen.files)
         seconds = round(size / 32000, 3)
         fmt = seen.fields.get("response_format", "json")
         model = seen.fields.get("model", "")
