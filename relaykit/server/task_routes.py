@@ -212,7 +212,10 @@ async def _video_form(request: web.Request) -> dict[str, Any]:
         if isinstance(body, dict) and isinstance(body.get("input_reference"), dict):
             body = {**body, "input_reference": body["input_reference"].get("image_url")}
         return body if isinstance(body, dict) else {}
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:
+        raise InvalidRequest("The request body is not valid multipart form data.") from None
     out: dict[str, Any] = {}
     for name in ("prompt", "model", "seconds", "size"):
         v = form.get(name)

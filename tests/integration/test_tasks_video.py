@@ -148,6 +148,10 @@ async def test_openai_sdk_videos_create_and_retrieve(relay_factory, oai, session
             await oai(relay.base, relay.token("bob")).videos.retrieve(video.id)
         with pytest.raises(openai.NotFoundError):
             await client.videos.retrieve("video_does_not_exist")
+        async with session.post(relay.base + "/videos", data=b"garbage", headers={
+                "Authorization": f"Bearer {relay.token('bob')}",
+                "Content-Type": "multipart/form-data; boundary=xyz"}) as resp:
+            assert resp.status == 400 and "multipart" in (await resp.json())["error"]["message"]
 
 
 @sora
