@@ -292,10 +292,11 @@ class StreamFromHub:
         return out + self._ev("response.completed" if status == "completed" else "response.incomplete", response=final)
 
     def error(self, message: str, status: int, *, passthrough: bool = False) -> bytes:
-        """``response.failed`` closing this translator's stream.  After a passthrough the
-        lifecycle events were the upstream's (its response id, its sequence numbers), so a
-        second ``response.created`` would break the SDK's stream helper ("Lifecycle
-        response identity changed"); the stand-alone ``error`` event is sent instead."""
+        """``response.failed`` closing this translator's stream.  ``passthrough``: the client
+        already received lifecycle events of the upstream's own (its response id, its
+        sequence numbers), so a second ``response.created`` would break the SDK's stream
+        helper ("Lifecycle response identity changed"); the stand-alone ``error`` event is
+        sent instead."""
         if self._closed:
             return b""
         self._closed = True

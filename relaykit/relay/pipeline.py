@@ -389,6 +389,7 @@ class Pipeline:
         status, error = 200, ""
         out: list[bytes] = []  # events ready for the client: an error must not swallow them
         vendor_error = False   # passthrough: the upstream's own error event is in ``out``
+        forwarded = False      # some upstream events already went to the client as they were
         try:
             async for raw in reply.chunks():
                 if run.first_byte_ms is None:
@@ -410,7 +411,7 @@ class Pipeline:
                     else:
                         out.extend(client.feed(ch) for ch in hub_chunks)
                 if out:
-                    ready, out = b"".join(out), []
+                    ready, out, forwarded = b"".join(out), [], True
                     yield ready
             for ev in parser.flush():
                 for ch in upstream.feed(ev.event, ev.data):
@@ -430,7 +431,8 @@ class Pipeline:
             status = getattr(exc, "status", 502)
             error = exc.message
             ready, out = b"".join(out), []
-            yield ready if vendor_error else ready + client.error(exc.message, status, passthrough=passthrough)
+            yield ready if vendor_error else ready + client.error(
+                exc.message, status, passthrough=passthrough and (forwarded or bool(ready)))
         except (asyncio.CancelledError, GeneratorExit):
             # the only way out of this generator at a yield: the client went away, or a
             # shutdown cut the stream after the drain

@@ -69,10 +69,10 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, 
 GENAI_WARNING = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
 
-def world_config(urls: dict[str, str], *, extra: str = "") -> str:
+def world_config(urls: dict[str, str], *, extra: str = "", idle: float | None = None) -> str:
     price = ", ".join(f"{k}: {v}" for k, v in PRICE.items())
     models = "\n".join(f"  {MODEL[u]}: {{{price}}}" for u in UPSTREAMS)
-    return f"""
+    config = f"""
 groups:
   default: {{ratio: {GROUP_RATIO}}}
 models:
@@ -104,6 +104,9 @@ channels:
     models: [gemini-2.5-flash]
     model_map: {{{MODEL['gemini']}: gemini-2.5-flash}}
 {extra}"""
+    if idle is not None:  # every channel gives up on a silent upstream after ``idle`` seconds
+        config = config.replace("    keys: [", f"    timeouts: {{idle: {idle}}}\n    keys: [")
+    return config
 
 
 @dataclass
@@ -133,12 +136,12 @@ def new_fakes() -> dict[str, FakeUpstream]:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp: Path, *, extra: str = "") -> AsyncIterator[World]:
+async def world(tmp: Path, *, extra: str = "", idle: float | None = None) -> AsyncIterator[World]:
     """Start the fakes and a relay in front of them; on exit stop everything and check
     the relay's books (no hold left open, audit clean)."""
     fakes = new_fakes()
     urls = {name: await fake.start() for name, fake in fakes.items()}
-    relay = await start_relay(write_config(tmp, world_config(urls, extra=extra)))
+    relay = await start_relay(write_config(tmp, world_config(urls, extra=extra, idle=idle)))
     try:
         yield World(relay, fakes)
     finally:

@@ -178,6 +178,7 @@ async def stream_until_error(clients: Clients, client: str, key: str, model: str
                 with pytest.raises(RuntimeError, match="response.completed"):
                     await s.get_final_response()
             assert events[0].type == "response.created"
+            assert len({e.response.id for e in events if e.type.startswith("response.") and hasattr(e, "response")}) == 1
             return "".join(seen), ResponsesStreamFailed(events[-1])
         elif client == "anthropic":
             async with clients.anthropic(key).messages.stream(
@@ -229,3 +230,41 @@ async def test_mid_stream_upstream_error_raises_in_the_sdk(shared: World, client
     log = (await settled_for(shared.relay, uid, 1))[0]
     assert log["status"] >= 500
     assert 10 * 500_000 - shared.relay.balance(user) == log["quota"]
+
+
+SAME_DIALECT = {"chat": "chat", "responses": "resp", "anthropic": "claude", "gemini": "gemini"}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_upstream_silent_mid_passthrough_is_an_error_the_sdk_knows(
+        client: str, tmp_path: Path) -> None:
+    """A passthrough stream whose upstream goes silent after three events (the fake stalls
+    for 30 s, the channels' idle timeout is 0.5 s): the client gets its dialect's in-stream
+    error after the upstream's own events; for Responses a stand-alone ``error`` event,
+    since a second ``response.created`` would break the SDK's stream helper."""
+    from google.genai import errors as genai_errors
+
+    upstream = SAME_DIALECT[client]
+    async with world(tmp_path, idle=0.5) as w:
+        clients = Clients(w.relay)
+        fake = w.fakes[upstream]
+        user, uid, key = w.customer()
+        fake.script = ["stall_mid_stream:30"]
+        try:
+            text, exc = await stream_until_error(clients, client, key, MODEL[upstream])
+        finally:
+            await clients.aclose()
+        assert text == TEXT_BEFORE_ERROR[upstream]
+        if client == "chat":
+            assert isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIStatusError)
+        elif client == "responses":
+            assert isinstance(exc, ResponsesStreamFailed) and exc.event.type == "error"
+            assert exc.event.code == "server_error" and exc.event.message
+        elif client == "anthropic":
+            assert isinstance(exc, anthropic.APIStatusError) and exc.body["type"] == "error"
+        else:
+            assert isinstance(exc, genai_errors.ServerError)
+        log = (await settled_for(w.relay, uid, 1))[0]
+        assert log["status"] == 504
+        assert 10 * 500_000 - w.relay.balance(user) == log["quota"]
+        await fake.wait_idle()
