@@ -99,6 +99,14 @@ class TaskSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OpsSettings:
+    """The operator's endpoints and logs (GET /health, GET /metrics, access log)."""
+    token: str | None = None   # when set, /metrics and /health's details need "Bearer <token>"
+    access_log: bool = False   # one JSON line per request on the "relaykit.access" logger
+    locked: bool = False       # a token was configured but its ${VAR} is unset: nobody gets in
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     path: str
     database_url: str
@@ -115,6 +123,9 @@ class Settings:
     prices: dict[str, Price] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
     problems: tuple[Problem, ...] = ()
+    redis_prefix: str = "relaykit"       # Redis key prefix: several relays may share one Redis
+    stale_hold_seconds: float = 3600.0   # PostgreSQL: holds older than this are released
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     @property
     def errors(self) -> list[Problem]:
@@ -203,7 +214,7 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 # --------------------------------------------------------------------------- validation
 
 _TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
-        "channels", "accounts", "models_file", "tasks"}
+        "channels", "accounts", "ops", "models_file", "tasks"}
 _SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
 _BILLING = {"quota_per_usd", "default_max_tokens", "checkin", "timezone"}
 _ACCOUNTS = {"self_registration", "session_days", "card_key_file"}
@@ -527,6 +538,40 @@ def _timezone(v: _Validator, value: Any) -> str | None:
     return value
 
 
+def _redis_url(v: _Validator, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        v.err(("redis", "url"), f"redis.url must be a URL like redis://127.0.0.1:6379/0, not {value!r}")
+        return None
+    url = v.expand(value, ("redis", "url"), "redis.url")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        v.err(("redis", "url"), "redis.url must start with redis://, rediss:// or unix://")
+        return None
+    return url
+
+
+def _ops(v: _Validator, raw: Any) -> OpsSettings:
+    o = v.mapping(raw, ("ops",), {"token", "access_log"}, "ops")
+    raw_token = o.get("token")
+    token, locked = None, False
+    if raw_token is not None:
+        if not isinstance(raw_token, str) or (len(raw_token) < 16 and not _VAR.search(raw_token)):
+            v.err(("ops", "token"), "ops.token must be a string of at least 16 characters (or ${VAR} naming one)")
+        else:
+            token = v.expand(raw_token, ("ops", "token"), "ops.token")  # unset ${VAR}: a warning
+            # fail closed: a token that was meant but cannot be read locks /metrics, never opens it
+            locked = token is None
+            if token is not None and len(token) < 16:
+                v.err(("ops", "token"), "ops.token must be at least 16 characters long")
+                token, locked = None, True
+    access_log = o.get("access_log", False)
+    if not isinstance(access_log, bool):
+        v.err(("ops", "access_log"), "ops.access_log must be true or false")
+        access_log = False
+    return OpsSettings(token=token, access_log=access_log, locked=locked)
+
+
 def _port(v: _Validator, value: Any) -> int:
     port = v.number(value, ("server", "port"), "server.port", integer=True)
     if port is not None and port > 65535:
@@ -548,13 +593,20 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
         drain_seconds=v.number(s.get("drain_seconds", 30), ("server", "drain_seconds"), "server.drain_seconds") or 0,
         expose_overhead=bool(s.get("expose_overhead", False)),
     )
-    db = v.mapping(top.get("database"), ("database",), {"url"}, "database")
+    db = v.mapping(top.get("database"), ("database",), {"url", "stale_hold_minutes"}, "database")
     db_url = str(db.get("url") or "sqlite:///{data_dir}/relaykit.db")
     base = Path(path).resolve().parent
     db_url = db_url.replace("{data_dir}", str(default_data_dir())).replace("{config_dir}", str(base))
     db_url = v.expand(db_url, ("database", "url"), "database.url") or db_url
-    r = v.mapping(top.get("redis"), ("redis",), {"url"}, "redis")
-    redis_url = r.get("url")
+    stale_hold = v.number(db.get("stale_hold_minutes", 60), ("database", "stale_hold_minutes"),
+                          "database.stale_hold_minutes", minimum=1)
+    r = v.mapping(top.get("redis"), ("redis",), {"url", "prefix"}, "redis")
+    redis_url = _redis_url(v, r.get("url"))
+    redis_prefix = r.get("prefix", "relaykit")
+    if not isinstance(redis_prefix, str) or not redis_prefix or any(c.isspace() for c in redis_prefix):
+        v.err(("redis", "prefix"), "redis.prefix must be a word without spaces, like 'relaykit'")
+        redis_prefix = "relaykit"
+    ops = _ops(v, top.get("ops"))
 
     b = v.mapping(top.get("billing"), ("billing",), _BILLING, "billing")
     c = v.mapping(b.get("checkin"), ("billing", "checkin"), _CHECKIN, "billing.checkin")
@@ -669,7 +721,8 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
         if m not in served:
             v.warn(("models", m), f"model '{m}' has a price but no channel serves it")
 
-    return Settings(path=path, database_url=db_url, redis_url=redis_url if isinstance(redis_url, str) else None,
+    return Settings(path=path, database_url=db_url, redis_url=redis_url,
+                    redis_prefix=redis_prefix, stale_hold_seconds=float(stale_hold or 60) * 60, ops=ops,
                     server=server, billing=billing, accounts=accounts, logs=logs, retry=retry, health=health,
                     limits=limits, tasks=tasks, groups=groups, prices=prices,
                     channels=tuple(channels), problems=tuple(v.problems))

@@ -1,4 +1,4 @@
-"""relaykit audit, prices list, config check, db migrate|backup, version"""
+"""relaykit audit, prices list, config check, db migrate|backup|copy, version"""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from ..settings import Settings, load_settings, resolve_config_path
 from ..store import billing
 from ..store.db import sqlite_path
 from ..store.migrations import pending
+from ..store.pg import redact
+from ..store.transfer import backup_postgres
 from . import output
+from .db_copy import db_copy
 from .common import ConfigOpt, JsonOpt, open_store, settings_for
 from .prices_import import prices_import
 
@@ -134,15 +137,22 @@ def db_migrate(config: ConfigOpt = None, json: JsonOpt = False) -> None:
 @db_app.command("backup")
 def db_backup(path: Annotated[Path, typer.Argument(help="Where to write the copy.")], config: ConfigOpt = None,
               json: JsonOpt = False) -> None:
-    """Copy the SQLite database online (consistent while serve runs)."""
+    """Copy the database online (consistent while serve runs): SQLite to a SQLite file,
+    PostgreSQL with pg_dump to a custom-format dump (restore with pg_restore)."""
     s = settings_for(config)
     src = sqlite_path(s.database_url)
-    if src is None:
-        raise CliError("db backup copies SQLite databases; use pg_dump for PostgreSQL.")
     if path.exists():
         raise CliError(f"{path} already exists; choose a new file.")
     if not path.parent.is_dir():
         raise CliError(f"The directory {path.parent} does not exist.")
+    if src is None:
+        backup_postgres(s.database_url, path)
+        if json:
+            output.json_out({"path": str(path), "bytes": path.stat().st_size, "format": "pg_dump"})
+        else:
+            output.say(f"Backed up {redact(s.database_url)} to {path} (pg_dump custom format; "
+                       "restore with pg_restore).")
+        return
     open_store(s)
     try:
         with sqlite3.connect(str(src)) as a, sqlite3.connect(str(path)) as b:
@@ -164,3 +174,6 @@ def version(json: JsonOpt = False) -> None:
 
 
 prices_app.command("import")(prices_import)
+
+
+db_app.command("copy")(db_copy)

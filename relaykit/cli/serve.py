@@ -19,6 +19,7 @@ from aiohttp import web
 from ..errors import CliError, ConfigError
 from ..settings import load_settings, resolve_config_path
 from ..store import accounts, billing
+from ..store.pg import is_postgres_url
 from . import output
 from .common import ConfigOpt, JsonOpt, open_store, settings_for
 
@@ -76,10 +77,13 @@ def _prefork(config_path: str, host: str, port: int, workers: int) -> None:
     s = load_settings(config_path)
     store = Store(s.database_url)
     store.migrate()
-    released = store.tx(billing.release_stale_holds)
+    # on PostgreSQL other instances may be serving: only holds too old to be alive
+    older = s.stale_hold_seconds if is_postgres_url(s.database_url) else None
+    released = store.tx(lambda t: billing.release_stale_holds(t, older_than=older))
     if released:
         log.warning("released %d holds left open by an earlier run", released)
     store.db.close()
+    store.close()  # PostgreSQL: no pooled connection may cross the fork into the workers
     children: list[int] = []
     ready_r, ready_w = os.pipe()
     for _ in range(workers):

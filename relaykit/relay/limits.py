@@ -2,8 +2,9 @@
 per relay token and per customer.
 
 The windows are kept in this process's memory (several instances share them through
-Redis, see the multi-instance issue); a refused request gets 429 with ``Retry-After`` and
-the ``x-ratelimit-*`` headers OpenAI clients read.  Tokens are counted when a request
+Redis: relay/redis_limits.py, behind the same ``admit_async``/``Lease`` interface); a
+refused request gets 429 with ``Retry-After`` and the ``x-ratelimit-*`` headers OpenAI
+clients read.  Tokens are counted when a request
 settles, so a burst admitted together can overshoot a TPM limit by those requests.
 """
 
@@ -120,6 +121,10 @@ class Limiter:
                 self._requests.setdefault(k, _Window()).add(now, 1)
             self._active[k] = self._active.get(k, 0) + 1
         return Lease(self, rules)
+
+    async def admit_async(self, caller: Caller) -> Lease:
+        """The pipeline's entry point; the shared (Redis) limiter needs a round trip here."""
+        return self.admit(caller)
 
     def _refuse(self, rules: list[_Rule], message: str, retry_in: float) -> RateLimited:
         headers = self.headers_for(rules)

@@ -44,6 +44,7 @@ from .channels import kind_for
 from .channels.base import VENDOR_HEADERS, UpstreamRequest
 from .health import Health, HealthSettings, fingerprint, mask
 from .limits import Lease, Limiter
+from .metrics import NO_METRICS
 from .meter import IMAGE_TOKENS, MESSAGE_OVERHEAD, estimate_tokens, usage_from_hub
 from .select import Router
 from .upstream import Reply, UpstreamPool
@@ -68,6 +69,7 @@ class ChatCall:
     headers: dict[str, str] = field(default_factory=dict)  # the client's request headers
     query: dict[str, str] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    received: float = field(default_factory=time.perf_counter)  # for the overhead metric
 
 
 @dataclass(slots=True)
@@ -116,6 +118,7 @@ class Pipeline:
         h = settings.health
         self.health = Health(HealthSettings(h.eject_after, h.eject_seconds, h.eject_max_seconds), monotonic)
         self.limiter = Limiter(settings.limits, monotonic)
+        self.metrics = NO_METRICS  # the app hands in a Metrics (relay/metrics.py)
         self._dead_here: set[str] = set()  # key fingerprints this process saw refused (until the cache has them)
         self.stopping = False  # set by `relaykit serve` when it cuts what outlived the drain
 
@@ -152,7 +155,7 @@ class Pipeline:
     async def chat(self, call: ChatCall) -> JsonReply | StreamReply:
         plan, price, group_ratio = self._route(call)
         hub_request = self._to_hub_request(call)
-        lease = self.limiter.admit(call.caller)
+        lease = await self.limiter.admit_async(call.caller)  # with Redis: one round trip
         try:
             return await self._chat(call, plan, price, group_ratio, hub_request, lease)
         except BaseException:
@@ -239,6 +242,8 @@ class Pipeline:
                 attempts += 1
                 t0 = self.monotonic()
                 run.channel, run.upstream_model = channel, model
+                if attempts == 1:
+                    self.metrics.overhead(time.perf_counter() - call.received)
                 try:
                     reply = await kind.open(self.pool, channel, key, req)
                     run.upstream_s += self.monotonic() - t0
@@ -247,6 +252,7 @@ class Pipeline:
                     run.attempts.append({"channel": channel.name, "status": exc.status, "ms": self._ms(t0),
                                          "error": exc.message})
                     self.health.failure(channel.name)
+                    self.metrics.upstream_error(channel.name, 0)
                     last = exc
                     break  # the channel is unwell: another key would not help
                 run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
@@ -258,6 +264,7 @@ class Pipeline:
                     break
                 if reply.status < 400:
                     return reply, up_dialect
+                self.metrics.upstream_error(channel.name, reply.status)
                 last, verdict = await self._upstream_failure(reply, channel, key)
                 if verdict == "fatal":
                     raise last
@@ -388,6 +395,7 @@ class Pipeline:
         parser = SSEParser()
         status, error = 200, ""
         out: list[bytes] = []  # events ready for the client: an error must not swallow them
+        self.metrics.stream_opened()
         vendor_error = False   # passthrough: the upstream's own error event is in ``out``
         forwarded = False      # some upstream events already went to the client as they were
         try:
@@ -440,6 +448,7 @@ class Pipeline:
                              else (499, "client closed the connection"))
             raise
         finally:
+            self.metrics.stream_closed()
             reply.close()
             await self._settle(run, status=status, error=error, charge=True)
 
@@ -484,6 +493,7 @@ class Pipeline:
             "attempts": orjson.dumps(run.attempts).decode(), "client_ip": call.client_ip[:64],
             "created_at": self.clock(),
         }
+        self.metrics.settled(row)
         fut = self.store.writer.submit(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
         try:
             await asyncio.shield(asyncio.wrap_future(fut))

@@ -147,7 +147,7 @@ class UnaryPipeline:
         plan, price, group_ratio = self.route(op.op, op.model, caller, op.bases)
         chat = self.chat
         qpu = chat.settings.billing.quota_per_usd
-        lease = chat.limiter.admit(caller)
+        lease = await chat.limiter.admit_async(caller)  # with Redis: one round trip
         rid = request_id or uuid.uuid4().hex
         try:
             hold = pricing.units_hold(price, op.estimate(), group_ratio, qpu)
@@ -277,6 +277,8 @@ def log_row(request_id: str, caller: Caller, model: str, upstream_model: str, ch
 async def settle(chat: Pipeline, ticket: HoldTicket, actual: int, row: dict[str, Any] | None) -> None:
     """Close a hold at ``actual`` with its ledger entry and log row (one writer
     transaction), shielded: a client that goes away cannot leave the hold half-settled."""
+    if row is not None:
+        chat.metrics.settled(row)
     fut = chat.store.writer.submit(partial(billing.settle_hold, ticket=ticket, actual=actual, log_row=row))
     try:
         await asyncio.shield(asyncio.wrap_future(fut))

@@ -13,24 +13,26 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from aiohttp import web
 
 from ..store import billing
-from ..store import logs as logs_repo
+from ..store.pg import is_postgres_url
 from ..store.store import Store
 from ..settings import Settings
 from . import api_routes, media_routes, openai_routes, task_routes, usage_routes, vendor_routes
+from . import cluster, ops_routes
 from .middleware import errors
 from .services import SERVICES, Services
 
 log = logging.getLogger("relaykit.server")
 MB = 1024 * 1024
-PRUNE_EVERY_SECONDS = 3600.0
 
 
 def create_app(settings: Settings, store: Store, *, rng: random.Random | None = None,
-               clock: Callable[[], float] = time.time, recover_holds: bool = True) -> web.Application:
+               clock: Callable[[], float] = time.time, recover_holds: bool = True,
+               jobs_tick: float = 5.0) -> web.Application:
     app = web.Application(client_max_size=int(settings.server.max_body_mb * MB), middlewares=[errors],
                           handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
     app[SERVICES] = Services.build(settings, store, rng=rng, clock=clock)
@@ -53,37 +55,30 @@ def create_app(settings: Settings, store: Store, *, rng: random.Random | None = 
     api_routes.register(app, settings, store, clock=clock)
     task_routes.register(app)
 
+    ops_routes.register(app)
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = app[SERVICES]
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, store.migrate)
         if recover_holds:
-            released = await loop.run_in_executor(None, store.tx, billing.release_stale_holds)
+            # SQLite: this process owns the database, every open hold is a crash's leftover.
+            # PostgreSQL: other instances may be serving, so only holds too old to be alive.
+            older = settings.stale_hold_seconds if is_postgres_url(settings.database_url) else None
+            released = await loop.run_in_executor(None, store.tx, partial(billing.release_stale_holds,
+                                                                          older_than=older))
             if released:
                 log.warning("released %d holds left open by an earlier run", released)
         store.start()
-        pruner = asyncio.create_task(_prune_forever(svc))
         try:
             yield
         finally:
-            pruner.cancel()
             await svc.pool.close()
             await loop.run_in_executor(None, store.stop)
 
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(task_routes.follow_tasks)  # after the store starts, stopped before it stops
+    # after the store's lifecycle: Redis, the cluster's jobs (log pruning...) and the metrics
+    cluster.attach(app, settings, store, jobs_tick=jobs_tick)
     return app
 
-
-async def _prune_forever(svc: Services) -> None:
-    """Automatic pruning of request logs past ``logs.retention_days`` (never money rows)."""
-    seconds = svc.settings.logs.retention_days * 86400
-    if seconds <= 0:
-        return
-    while True:
-        try:
-            while await svc.store.write(lambda t: logs_repo.prune(t, seconds)):
-                await asyncio.sleep(0)
-        except Exception:
-            log.exception("log pruning failed")
-        await asyncio.sleep(PRUNE_EVERY_SECONDS)

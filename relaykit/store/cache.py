@@ -5,7 +5,8 @@ seconds) and rebuilds the snapshot when it moved, so a token revoked or a user d
 with the CLI is refused by a running server within about one interval.  The event loop
 only reads dictionaries; the swap is a single attribute assignment.  A key the snapshot
 does not know is looked up once in a worker thread (new tokens work at once) and a miss
-is remembered until the next reload.
+is remembered until the next reload.  ``wake`` makes the refresher check at once: with
+Redis, another instance's change arrives that way (relay/shared.py) instead of by polling.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .channels import disabled_sets
 from .tables import Tables
 
 log = logging.getLogger("relaykit.store.cache")
+MIN_CHECK_GAP = 0.02
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class AccountCache:
         self.snapshot = Snapshot()
         self._misses: set[str] = set()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._listeners: list[Callable[[int], None]] = []
         self._thread: threading.Thread | None = None
 
     def load_now(self) -> None:
@@ -78,15 +82,29 @@ class AccountCache:
         self._thread = threading.Thread(target=self._run, name="relaykit-cache", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Check the change counter now instead of at the next poll (thread-safe).  Another
+        instance said, through Redis, that it changed something; or this one just wrote."""
+        self._wake.set()
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(version)`` in the refresher thread after each reload."""
+        self._listeners.append(fn)
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
 
     def _run(self) -> None:
         db = self._t.db
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 with db.connection_context():
                     if change_counter(self._t) != self.snapshot.version:
@@ -94,8 +112,13 @@ class AccountCache:
                         self._misses = set()
                         if self._on_reload:
                             self._on_reload(self.snapshot)
+                        for fn in self._listeners:
+                            fn(self.snapshot.version)
             except Exception:  # a transient database error must not kill the refresher
                 log.exception("cache reload failed")
+            # wakes arriving faster than this are merged into one check (one indexed read)
+            if self._stop.wait(MIN_CHECK_GAP):
+                return
 
     def token(self, key_hash: str) -> tuple[TokenInfo, UserInfo] | None:
         """Hot-path lookup; None means 'not in the snapshot' (ask ``fetch`` in a thread)."""

@@ -79,9 +79,10 @@ def open_postgres(url: str, *, max_connections: int = 32) -> peewee.Database:
 
     # peewee hands a URL-shaped database name to psycopg as its conninfo.  Connections idle
     # for five minutes are recycled; a thread waits up to 10 s for a free one.
-    return PooledPostgresqlDatabase(conninfo(url), prefer_psycopg3=True, max_connections=max_connections,
-                                    stale_timeout=300, timeout=10, connect_timeout=5,
-                                    application_name="relaykit")
+    db: peewee.Database = PooledPostgresqlDatabase(
+        conninfo(url), prefer_psycopg3=True, max_connections=max_connections, stale_timeout=300, timeout=10,
+        connect_timeout=5, application_name="relaykit")
+    return db
 
 
 def lock_key(name: str) -> int:

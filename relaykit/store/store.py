@@ -7,6 +7,7 @@ the CLI, which has no event loop, uses ``tx`` directly.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +31,11 @@ class Store:
         self.t: Tables = build_tables(self.db)
         self.writer = Writer(self.t)
         self.cache = AccountCache(self.t, interval=cache_interval)
+        # set with Redis, so that a change made here reaches the other instances at once
+        self.wake_cache_on_write = False
+        close_all = getattr(self.db, "close_all", None)
+        if close_all is not None:  # pooled PostgreSQL: a CLI command's connections close with its store
+            weakref.finalize(self, close_all)
 
     def migrate(self) -> list[str]:
         try:
@@ -57,7 +63,10 @@ class Store:
             close_all()
 
     async def write(self, fn: Callable[[Tables], T]) -> T:
-        return await self.writer.run(fn)
+        result = await self.writer.run(fn)
+        if self.wake_cache_on_write:
+            self.cache.wake()  # did it change an account? the cache checks the counter now
+        return result
 
     async def read(self, fn: Callable[[Tables], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -95,6 +95,11 @@ class Writer:
 
     def _commit(self, batch: list[tuple[Callable[[Tables], Any], concurrent.futures.Future[Any]]]) -> None:
         db = self._t.db
+        # an operation whose caller gave up before it ran is skipped; once running, it can no
+        # longer be cancelled, so resolving its future below cannot fail
+        batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not batch:
+            return
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
         tries = 0
         try:
