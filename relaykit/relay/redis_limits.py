@@ -7,7 +7,8 @@ windows are exact sliding logs (a sorted set per token or customer, scored by Re
 clock, so the instances' clocks need not agree):
 
 * requests: one member per admitted request;
-* tokens: one member ``<lease>:<tokens>`` per settled request;
+* tokens: one member ``<lease>:<tokens>`` per settled request, and their running sum (each
+  member is read once more, when it leaves the window: admission stays O(log n));
 * in flight: one member per open lease, scored by when it expires (``LEASE_TTL``), so the
   leases of an instance that died stop counting by themselves.
 
@@ -37,10 +38,10 @@ _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window, ttl, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local n = #KEYS / 3
+local n = #KEYS / 4
 local info = {}
 for i = 1, n do
-  local rk, tk, ck = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local rk, tk, sk, ck = KEYS[4*i-3], KEYS[4*i-2], KEYS[4*i-1], KEYS[4*i]
   local rpm, tpm, conc = tonumber(ARGV[3*i+1]), tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
   local used_r, reset_r, used_t, reset_t = 0, 0, 0, 0
   if conc > 0 then
@@ -56,18 +57,27 @@ for i = 1, n do
     if used_r >= rpm then return {0, i, 2, reset_r} end
   end
   if tpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
-    local all = redis.call('ZRANGE', tk, 0, -1, 'WITHSCORES')
-    for j = 1, #all, 2 do
-      used_t = used_t + tonumber(string.match(all[j], '(%d+)$'))
+    -- the running sum loses what leaves the window: each entry is read once, when it leaves
+    local gone = redis.call('ZRANGEBYSCORE', tk, '-inf', now - window)
+    if #gone > 0 then
+      local drop = 0
+      for _, m in ipairs(gone) do drop = drop + tonumber(string.match(m, '(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
+      redis.call('DECRBY', sk, drop)
     end
-    if #all > 0 then reset_t = tonumber(all[2]) + window - now end
+    local first = redis.call('ZRANGE', tk, 0, 0, 'WITHSCORES')
+    if #first == 0 then
+      redis.call('DEL', sk)
+    else
+      used_t = math.max(0, tonumber(redis.call('GET', sk) or '0'))
+      reset_t = tonumber(first[2]) + window - now
+    end
     if used_t >= tpm then return {0, i, 3, reset_t} end
   end
   info[4*i-3], info[4*i-2], info[4*i-1], info[4*i] = used_r, reset_r, used_t, reset_t
 end
 for i = 1, n do
-  local rk, ck = KEYS[3*i-2], KEYS[3*i]
+  local rk, ck = KEYS[4*i-3], KEYS[4*i]
   if tonumber(ARGV[3*i+1]) > 0 then
     redis.call('ZADD', rk, now, id)
     redis.call('PEXPIRE', rk, window + 1000)
@@ -86,11 +96,14 @@ _RELEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window, id, tokens = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for i = 1, #KEYS / 2 do
-  redis.call('ZREM', KEYS[2*i], id)
+for i = 1, #KEYS / 3 do
+  local tk, sk, ck = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  redis.call('ZREM', ck, id)
   if tokens > 0 and tonumber(ARGV[3+i]) > 0 then
-    redis.call('ZADD', KEYS[2*i-1], now, id .. ':' .. tokens)
-    redis.call('PEXPIRE', KEYS[2*i-1], window + 1000)
+    redis.call('ZADD', tk, now, id .. ':' .. tokens)
+    redis.call('INCRBY', sk, tokens)
+    redis.call('PEXPIRE', tk, window + 1000)
+    redis.call('PEXPIRE', sk, window + 1000)
   end
 end
 return 1
@@ -132,9 +145,9 @@ class SharedLimiter(Limiter):
         self.shared_admissions = 0
         self.local_admissions = 0
 
-    def _keys(self, rule: _Rule) -> tuple[str, str, str]:
+    def _keys(self, rule: _Rule) -> tuple[str, str, str, str]:
         base = self._shared.key("rl", rule.scope, rule.key)
-        return f"{base}:req", f"{base}:tok", f"{base}:run"
+        return f"{base}:req", f"{base}:tok", f"{base}:toksum", f"{base}:run"
 
     async def admit_async(self, caller: Caller) -> Lease:
         rules = self._rules(caller)
@@ -166,7 +179,7 @@ class SharedLimiter(Limiter):
         return SharedLease(self, rules, lease_id, self._headers(rules, got[1:]))
 
     def release_later(self, rules: list[_Rule], lease_id: str, tokens: int) -> None:
-        keys = [k for rule in rules for k in self._keys(rule)[1:]]  # tokens and in-flight sets
+        keys = [k for rule in rules for k in self._keys(rule)[1:]]  # tokens, their sum, in flight
         args: list[Any] = [int(WINDOW * 1000), lease_id, max(0, int(tokens))]
         args += [rule.tpm or 0 for rule in rules]
 

@@ -101,3 +101,21 @@ async def test_without_redis_each_instance_limits_alone_and_says_so() -> None:
         assert lim.local_admissions == 4  # decided here, the refusal included
     finally:
         await shared.stop()
+
+
+async def test_tokens_leave_the_window_and_the_running_sum_with_them(
+        two: tuple[SharedLimiter, SharedLimiter], monkeypatch: pytest.MonkeyPatch) -> None:
+    from relaykit.relay import redis_limits
+    monkeypatch.setattr(redis_limits, "WINDOW", 0.4)  # a 400 ms "minute"
+    c = caller(tpm=100, token_id=5)
+    (await two[0].admit_async(c)).release(80)
+    (await two[1].admit_async(c)).release(30)
+    await asyncio.sleep(0.1)
+    with pytest.raises(RateLimited):
+        await two[0].admit_async(c)
+    await asyncio.sleep(0.45)  # both settlements have left the window
+    lease = await two[1].admit_async(c)
+    assert lease.headers["x-ratelimit-remaining-tokens"] == "100"
+    lease.release(60)
+    await asyncio.sleep(0.1)
+    assert (await two[0].admit_async(c)).headers["x-ratelimit-remaining-tokens"] == "40"
