@@ -72,7 +72,9 @@ def test_hash_ignores_case_spaces_and_dashes_but_needs_the_key() -> None:
 
 @pytest.mark.parametrize("prefix", ["", "SHOP", "shop_1", "RK-", "A" * 16])
 def test_good_prefixes(prefix: str) -> None:
-    cards.check_prefix(prefix)
+    cards.check_prefix(prefix)  # raises CliError on a bad prefix
+    code = cards.new_code(prefix)
+    assert code.upper().startswith(prefix.upper().rstrip("-")) and len(code) > len(prefix)
 
 
 @pytest.mark.parametrize("prefix", ["A" * 17, "a b", "x/y", "é", "--", "a-b-"])
