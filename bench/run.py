@@ -143,6 +143,12 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="open-loop arrival rate (requests/s)")
     ap.add_argument("--json", default="bench-results.json", help="where to write the JSON figures")
     args = ap.parse_args()
+    try:  # thousands of held streams need as many sockets: raise the soft limit to the hard one
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
     if args.quick:
         args.seconds, args.rounds, args.streams, args.rate = 1.0, 1, 50, 100.0
     conc_json = [1, 4] if args.quick else [1, 16, 64, 256]

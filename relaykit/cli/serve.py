@@ -164,7 +164,7 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
         output.line("relaykit reloaded its configuration")
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, backlog=4096)
     try:
         await site.start()
     except OSError as exc:

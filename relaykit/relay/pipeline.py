@@ -14,6 +14,7 @@ hold (success, upstream failure, client disconnect, error mid-stream) goes throu
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -52,6 +53,8 @@ from .upstream import Reply, UpstreamPool
 log = logging.getLogger("relaykit.relay")
 
 ERROR_BODY_LIMIT = 1024 * 1024
+WRONG_TYPE = "A field of the request has the wrong type (an array or object where the API expects one?)."
+MAX_HOLD = 2 ** 62  # quota units; balances are 64-bit integers in the database
 
 
 @dataclass(slots=True)
@@ -68,7 +71,7 @@ class ChatCall:
     raw: bytes = b""             # the client's body as received (passthrough edits these bytes)
     headers: dict[str, str] = field(default_factory=dict)  # the client's request headers
     query: dict[str, str] = field(default_factory=dict)
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = ""         # assigned by the pipeline when empty
     received: float = field(default_factory=time.perf_counter)  # for the overhead metric
 
 
@@ -119,6 +122,10 @@ class Pipeline:
         self.health = Health(HealthSettings(h.eject_after, h.eject_seconds, h.eject_max_seconds), monotonic)
         self.limiter = Limiter(settings.limits, monotonic)
         self.metrics = NO_METRICS  # the app hands in a Metrics (relay/metrics.py)
+        # request ids: a random per-process prefix and a counter (unique across workers and
+        # restarts, and cheaper than uuid4's urandom call per request)
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_counter = itertools.count(1)
         self._dead_here: set[str] = set()  # key fingerprints this process saw refused (until the cache has them)
         self.stopping = False  # set by `relaykit serve` when it cuts what outlived the drain
 
@@ -151,8 +158,15 @@ class Pipeline:
             return dict(dialect_module(call.dialect).request_to_hub(call.body, model=call.model))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        except (TypeError, AttributeError):  # e.g. "tools": 5, which a converter iterated unchecked
+            raise InvalidRequest(WRONG_TYPE) from None
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def chat(self, call: ChatCall) -> JsonReply | StreamReply:
+        if not call.request_id:
+            call.request_id = self.new_request_id()
         plan, price, group_ratio = self._route(call)
         hub_request = self._to_hub_request(call)
         lease = await self.limiter.admit_async(call.caller)  # with Redis: one round trip
@@ -164,12 +178,21 @@ class Pipeline:
 
     async def _chat(self, call: ChatCall, plan: list[Channel], price: Price, group_ratio: Decimal,
                     hub_request: dict[str, Any], lease: Lease) -> JsonReply | StreamReply:
-        text, images = openai_chat.prompt_text(hub_request)
+        try:
+            text, images = openai_chat.prompt_text(hub_request)
+        except (TypeError, AttributeError):
+            raise InvalidRequest(WRONG_TYPE) from None
         prompt_estimate = (estimate_tokens(text) + images * IMAGE_TOKENS
                            + MESSAGE_OVERHEAD * len(hub_request.get("messages") or ()))
         max_out = openai_chat.max_output_tokens(hub_request) or self.settings.billing.default_max_tokens
+        if max_out < 1:  # a negative budget would make a negative hold: credit to spend meanwhile
+            raise InvalidRequest("The request's output token limit must be a positive integer.",
+                                 code="invalid_max_tokens")
         hold = pricing.hold_quota(price, group_ratio, self.settings.billing.quota_per_usd,
                                   prompt_tokens=prompt_estimate, max_output_tokens=max_out)
+        if hold >= MAX_HOLD:  # no balance covers it, and no database column holds the number
+            raise InvalidRequest("The request's output token limit is too large to reserve credit for; "
+                                 "lower max_tokens.", code="max_tokens_too_large")
         ticket = await self.store.write(partial(
             billing.place_hold, request_id=call.request_id, user_id=call.caller.user.id,
             token_id=call.caller.token.id, token_limited=not call.caller.token.unlimited, amount=hold,
@@ -256,14 +279,16 @@ class Pipeline:
                     last = exc
                     break  # the channel is unwell: another key would not help
                 run.attempts.append({"channel": channel.name, "status": reply.status, "ms": self._ms(t0)})
-                if reply.status < 400 and _is_html(reply):  # a proxy's error page, not an answer
+                if reply.status < 300 and not _is_html(reply):
+                    return reply, up_dialect
+                if reply.status < 400:  # a redirect (never followed), or a proxy's error page
                     reply.close()
                     self.health.failure(channel.name)
-                    last = UpstreamError("The upstream answered with an HTML page instead of an API response.")
+                    last = UpstreamError("The upstream answered with a redirect, which relaykit does not follow."
+                                         if reply.status >= 300 else
+                                         "The upstream answered with an HTML page instead of an API response.")
                     run.attempts[-1]["error"] = last.message
                     break
-                if reply.status < 400:
-                    return reply, up_dialect
                 self.metrics.upstream_error(channel.name, reply.status)
                 last, verdict = await self._upstream_failure(reply, channel, key)
                 if verdict == "fatal":
@@ -422,6 +447,8 @@ class Pipeline:
                     ready, out, forwarded = b"".join(out), [], True
                     yield ready
             for ev in parser.flush():
+                if passthrough:
+                    out.append(ev.raw)  # a last event the upstream did not terminate still reaches the client
                 for ch in upstream.feed(ev.event, ev.data):
                     self._meter(run, ch)
                     if not passthrough:
