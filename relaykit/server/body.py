@@ -9,12 +9,33 @@ from aiohttp import web
 
 from ..errors import InvalidRequest
 
+# Deeper JSON than any real request needs; the relay re-serialises client JSON with
+# orjson, which refuses beyond 255 levels, so a deeper body must be refused here, as a 400.
+MAX_DEPTH = 128
+
 
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequest("The request body is not valid JSON.") from None
+    if too_deep(body):
+        raise InvalidRequest(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+    return body
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when objects/arrays nest more than ``limit`` levels (the top level is 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
