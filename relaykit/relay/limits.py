@@ -75,6 +75,20 @@ def _dur(seconds: float) -> str:
     return f"{max(0, math.ceil(seconds))}s"
 
 
+Tightest = tuple[int, int, float]  # (remaining, limit, seconds until reset)
+
+
+def ratelimit_headers(requests: Tightest | None, tokens: Tightest | None) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for the tightest request and token limits."""
+    out: dict[str, str] = {}
+    for kind, best in (("requests", requests), ("tokens", tokens)):
+        if best:
+            out[f"x-ratelimit-limit-{kind}"] = str(best[1])
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, best[0]))
+            out[f"x-ratelimit-reset-{kind}"] = _dur(best[2])
+    return out
+
+
 class Limiter:
     def __init__(self, settings: LimitSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -159,12 +173,5 @@ class Limiter:
                 w.trim(now)
                 cand = (rule.tpm - w.total, rule.tpm, w.reset_in(now))
                 best_tok = cand if best_tok is None or cand[0] < best_tok[0] else best_tok
-        if best_req:
-            out.update({"x-ratelimit-limit-requests": str(best_req[1]),
-                        "x-ratelimit-remaining-requests": str(max(0, best_req[0])),
-                        "x-ratelimit-reset-requests": _dur(best_req[2])})
-        if best_tok:
-            out.update({"x-ratelimit-limit-tokens": str(best_tok[1]),
-                        "x-ratelimit-remaining-tokens": str(max(0, best_tok[0])),
-                        "x-ratelimit-reset-tokens": _dur(best_tok[2])})
+        out.update(ratelimit_headers(best_req, best_tok))
         return out

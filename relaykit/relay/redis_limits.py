@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import RateLimited
 from ..settings import LimitSettings
 from .auth import Caller
-from .limits import WINDOW, Lease, Limiter, _dur, _Rule
+from .limits import WINDOW, Lease, Limiter, _dur, _Rule, ratelimit_headers
 from .shared import RedisUnavailable, Shared
 
 LEASE_TTL = 600.0  # seconds an in-flight lease counts at most (a crashed instance's leases expire)
@@ -226,13 +226,4 @@ class SharedLimiter(Limiter):
             if rule.tpm:
                 cand = (rule.tpm - used_t, rule.tpm, reset_t / 1000)
                 best_tok = cand if best_tok is None or cand[0] < best_tok[0] else best_tok
-        out: dict[str, str] = {}
-        if best_req:
-            out.update({"x-ratelimit-limit-requests": str(best_req[1]),
-                        "x-ratelimit-remaining-requests": str(max(0, best_req[0])),
-                        "x-ratelimit-reset-requests": _dur(best_req[2])})
-        if best_tok:
-            out.update({"x-ratelimit-limit-tokens": str(best_tok[1]),
-                        "x-ratelimit-remaining-tokens": str(max(0, best_tok[0])),
-                        "x-ratelimit-reset-tokens": _dur(best_tok[2])})
-        return out
+        return ratelimit_headers(best_req, best_tok)
