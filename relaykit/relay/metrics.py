@@ -23,6 +23,8 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+TOKEN_FIELDS = (("prompt", "prompt_tokens"), ("completion", "completion_tokens"),
+                ("cache_read", "cache_read_tokens"), ("cache_write", "cache_write_tokens"))
 
 
 class NoMetrics:
@@ -73,6 +75,17 @@ class Metrics(NoMetrics):
         self.http_latency = Histogram("relaykit_http_request_duration_seconds",
                                       "Time to answer an HTTP request (a stream until its end).", ["route"],
                                       buckets=LATENCY_BUCKETS, registry=r)
+        # labelled children, found once: ``labels()`` validates and locks on every call,
+        # which cost more than the counting itself on the hot path (the label sets are
+        # bounded by the config: models, channels, routes, statuses)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def gauge(self, name: str, help_text: str, fn: Callable[[], float]) -> None:
         """A value read when scraped (Redis up, leader, writer queue...)."""
@@ -84,7 +97,7 @@ class Metrics(NoMetrics):
         self.overhead_seconds.observe(max(0.0, seconds))
 
     def upstream_error(self, channel: str, status: int | str) -> None:
-        self.upstream_errors.labels(channel, str(status)).inc()
+        self._child(self.upstream_errors, channel, str(status)).inc()
 
     def stream_opened(self) -> None:
         self.open_streams.inc()
@@ -94,24 +107,25 @@ class Metrics(NoMetrics):
 
     def settled(self, row: dict[str, Any]) -> None:
         model = str(row.get("model", ""))
-        self.requests.labels(model, str(row.get("channel", "")), str(row.get("status", ""))).inc()
-        for kind in ("prompt", "completion", "cache_read", "cache_write"):
-            n = int(row.get(f"{kind}_tokens") or 0)
+        child = self._child
+        child(self.requests, model, str(row.get("channel", "")), str(row.get("status", ""))).inc()
+        for kind, field in TOKEN_FIELDS:
+            n = int(row.get(field) or 0)
             if n:
-                self.tokens.labels(model, kind).inc(n)
+                child(self.tokens, model, kind).inc(n)
         quota = int(row.get("quota") or 0)
         if quota:
-            self.quota.labels(model).inc(quota)
-        self.latency.labels(model, "true" if row.get("stream") else "false").observe(
+            child(self.quota, model).inc(quota)
+        child(self.latency, model, "true" if row.get("stream") else "false").observe(
             int(row.get("latency_ms") or 0) / 1000)
         if row.get("first_byte_ms") is not None:
-            self.first_byte.labels(model).observe(int(row["first_byte_ms"]) / 1000)
+            child(self.first_byte, model).observe(int(row["first_byte_ms"]) / 1000)
 
     # ------------------------------------------------------------------ HTTP
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http.labels(route, method, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
+        self._child(self.http, route, method, str(status)).inc()
+        self._child(self.http_latency, route).observe(seconds)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

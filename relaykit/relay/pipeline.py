@@ -521,9 +521,9 @@ class Pipeline:
             "created_at": self.clock(),
         }
         self.metrics.settled(row)
-        fut = self.store.writer.submit(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
+        fut = self.store.writer.submit_async(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
         try:
-            await asyncio.shield(asyncio.wrap_future(fut))
+            await asyncio.shield(fut)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -279,9 +279,9 @@ async def settle(chat: Pipeline, ticket: HoldTicket, actual: int, row: dict[str,
     transaction), shielded: a client that goes away cannot leave the hold half-settled."""
     if row is not None:
         chat.metrics.settled(row)
-    fut = chat.store.writer.submit(partial(billing.settle_hold, ticket=ticket, actual=actual, log_row=row))
+    fut = chat.store.writer.submit_async(partial(billing.settle_hold, ticket=ticket, actual=actual, log_row=row))
     try:
-        await asyncio.shield(asyncio.wrap_future(fut))
+        await asyncio.shield(fut)
     except asyncio.CancelledError:
         raise
     except Exception:

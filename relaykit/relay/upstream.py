@@ -1,5 +1,7 @@
-"""Talking to upstreams: one pooled keep-alive aiohttp session per upstream origin, and
-the reply object the pipeline reads (status, headers, body or chunks).
+"""Talking to upstreams: the reply object the pipeline reads (status, headers, body or
+chunks), the lean keep-alive client (relay/http1.py) for every request whose body is
+bytes, and one pooled aiohttp session per origin for the rest (multipart uploads,
+WebSockets, task polling).
 
 Timeouts follow RELIABILITY §3.1: a connect deadline, a first-byte deadline for the
 response headers, and an idle deadline between body chunks (per read, not ``sock_read``); there is no
@@ -18,6 +20,7 @@ import aiohttp
 
 from ..domain import Timeouts
 from ..errors import UpstreamError, UpstreamTimeout
+from .http1 import FastReply, Http1Pool
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -73,10 +76,13 @@ class HttpReply:
 
 
 class UpstreamPool:
-    """One ClientSession per upstream origin, created on first use, closed on shutdown."""
+    """The lean client for POSTs of bytes, and one aiohttp ClientSession per upstream
+    origin (created on first use) for everything else; all closed on shutdown."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._fast = Http1Pool()
+        self._targets: dict[str, tuple[str, int, bool, str, str]] = {}
 
     def session(self, url: str) -> aiohttp.ClientSession:
         parts = urlsplit(url)
@@ -93,8 +99,32 @@ class UpstreamPool:
         sessions, self._sessions = list(self._sessions.values()), {}
         for s in sessions:
             await s.close()
+        await self._fast.close()
 
-    async def post(self, url: str, *, headers: Mapping[str, str], body: bytes, timeouts: Timeouts) -> HttpReply:
+    def _target(self, url: str) -> tuple[str, int, bool, str, str] | None:
+        target = self._targets.get(url)
+        if target is None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                return None
+            tls = parts.scheme == "https"
+            port = parts.port or (443 if tls else 80)
+            host = parts.hostname
+            host_header = host if ":" not in host else f"[{host}]"
+            if parts.port is not None:
+                host_header += f":{parts.port}"
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            target = (host, port, tls, host_header, path)
+            if len(self._targets) > 4096:  # URLs come from the config, but a query may vary
+                self._targets.clear()
+            self._targets[url] = target
+        return target
+
+    async def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
+                   timeouts: Timeouts) -> HttpReply | FastReply:
+        target = self._target(url)
+        if target is not None:
+            return await self._fast.post(target, headers=headers, body=body, timeouts=timeouts)
         sess = self.session(url)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=None)
         try:

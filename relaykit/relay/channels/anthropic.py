@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from ...domain import Channel
-from ..upstream import HttpReply, UpstreamPool
+from ..upstream import Reply, UpstreamPool
 from .base import UpstreamRequest, join_url
 
 DEFAULT_VERSION = "2023-06-01"
@@ -18,7 +18,7 @@ class AnthropicChannel:
     def dialect_for(self, channel: Channel, client_dialect: str) -> str:
         return "anthropic"
 
-    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> Reply:
         headers = {"Content-Type": "application/json", "anthropic-version": DEFAULT_VERSION,
                    "Accept": "text/event-stream" if req.stream else "application/json"}
         headers.update(req.headers)

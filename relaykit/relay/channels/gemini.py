@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...dialects import gemini as gemini_dialect
 from ...domain import Channel
-from ..upstream import HttpReply, UpstreamPool
+from ..upstream import Reply, UpstreamPool
 from .base import UpstreamRequest, join_url
 
 
@@ -15,7 +15,7 @@ class GeminiChannel:
     def dialect_for(self, channel: Channel, client_dialect: str) -> str:
         return "gemini"
 
-    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> Reply:
         path = gemini_dialect.upstream_path(req.model, req.stream)
         if channel.api_version and path.startswith("/v1beta/"):
             path = f"/{channel.api_version}/" + path[len("/v1beta/"):]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from ...domain import Channel
-from ..upstream import HttpReply, Reply, UpstreamPool
+from ..upstream import Reply, UpstreamPool
 from . import ops
 from .base import UpstreamRequest, join_url, prefer
 
@@ -38,7 +38,7 @@ class OpenAIChannel:
             return "openai_responses"
         return prefer(self.dialects, client_dialect)
 
-    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> Reply:
         url = join_url(channel.base_url, PATHS[req.dialect])
         return await pool.post(url, headers=_headers(req, {"Authorization": f"Bearer {key}"}), body=req.body,
                                timeouts=channel.timeouts)
@@ -52,7 +52,7 @@ class AzureChannel:
     def dialect_for(self, channel: Channel, client_dialect: str) -> str:
         return "openai_chat"
 
-    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> HttpReply:
+    async def open(self, pool: UpstreamPool, channel: Channel, key: str, req: UpstreamRequest) -> Reply:
         version = channel.api_version or AZURE_API_VERSION
         url = (f"{channel.base_url.rstrip('/')}/openai/deployments/{quote(req.model, safe='')}/chat/completions?"
                + urlencode({"api-version": version}))

@@ -58,7 +58,7 @@ class RealtimeKind(Protocol):
 
 
 async def send(pool: UpstreamPool, url: str, *, headers: Mapping[str, str], body: Body,
-               timeouts: Timeouts) -> HttpReply:
+               timeouts: Timeouts) -> Reply:
     """POST a body that is either bytes (the pool's own path) or a stream.
 
     A streamed upload arrives at the client's pace, so the first-byte deadline starts when
@@ -119,7 +119,7 @@ class MediaOnly:
                              code="unsupported_operation")
 
 
-async def post_path(pool: UpstreamPool, channel: Channel, path: str, key: str, req: OpRequest) -> HttpReply:
+async def post_path(pool: UpstreamPool, channel: Channel, path: str, key: str, req: OpRequest) -> Reply:
     """The Bearer-authenticated POST most rerank and embedding servers take."""
     return await send(pool, join_url(channel.base_url, path), headers=bearer_headers(req, key), body=req.body,
                 timeouts=channel.timeouts)
