@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -173,6 +174,7 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
     if sock is None:
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]  # noqa: SLF001
         output.line(f"relaykit listening on http://{host}:{bound[1]}")
+    _settle_heap()
     if ready_fd is not None:
         os.write(ready_fd, b"1")
         os.close(ready_fd)
@@ -183,6 +185,19 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
         output.line(f"relaykit cut {cut} request(s) still running after {s.server.drain_seconds:g} s")
     await runner.cleanup()  # closes upstream sessions, then the writer once it has committed everything
     output.line("relaykit stopped")
+
+
+def _settle_heap() -> None:
+    """Tune the garbage collector for a long-running server (measured with scripts/bench).
+
+    Everything built at start (settings, routes, modules) is moved out of the collector's
+    sight, so the full collections that requests trigger no longer walk it; and young
+    collections run per 20 000 allocations instead of 700, which cut the p99 at
+    concurrency 64 without raising memory noticeably (requests free what they make).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _track_requests(app: web.Application) -> set[asyncio.Task[Any]]:

@@ -15,6 +15,7 @@ import peewee as pw
 
 from ..errors import ServiceUnavailable
 from .cache import AccountCache
+from .checkpoint import Checkpointer
 from .db import open_database
 from .migrations import migrate
 from .pg import advisory_lock
@@ -31,6 +32,8 @@ class Store:
         self.t: Tables = build_tables(self.db)
         self.writer = Writer(self.t)
         self.cache = AccountCache(self.t, interval=cache_interval)
+        self.checkpointer = (Checkpointer(self.db, lambda: self.writer.commits)
+                             if isinstance(self.db, pw.SqliteDatabase) else None)
         # set with Redis, so that a change made here reaches the other instances at once
         self.wake_cache_on_write = False
         close_all = getattr(self.db, "close_all", None)
@@ -50,10 +53,14 @@ class Store:
     def start(self) -> None:
         self.writer.start()
         self.cache.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
 
     def stop(self) -> None:
         self.cache.stop()
         self.writer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.close()
 
     def close(self) -> None:

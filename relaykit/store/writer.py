@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import peewee as pw
+
 from ..errors import RelayError, ServiceUnavailable
 from .pg import retryable
 from .tables import Tables
@@ -86,6 +88,10 @@ class Writer:
 
     def _run(self) -> None:
         db = self._t.db
+        if isinstance(db, pw.SqliteDatabase):
+            # checkpoints run in store/checkpoint.py, not inside one of this thread's commits
+            db.connect(reuse_if_open=True)
+            db.execute_sql("PRAGMA wal_autocheckpoint=0")
         try:
             while True:
                 item = self._q.get()

@@ -1,0 +1,69 @@
+"""WAL checkpoints run beside the writer (store/checkpoint.py), and the WAL stays bounded."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from relaykit.store import accounts, billing, checkpoint
+from relaykit.store.store import Store
+
+
+def wal_frames(store: Store) -> tuple[int, int]:
+    """(frames in the WAL, frames already copied into the database file): a NOOP
+    checkpoint only reads these counters."""
+    with sqlite3.connect(store.url[len("sqlite:///"):]) as conn:
+        row = conn.execute("PRAGMA wal_checkpoint(NOOP)").fetchone()
+    return int(row[1]), int(row[2])
+
+
+def wait_for(cond, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 40)
+    s = Store(f"sqlite:///{tmp_path}/t.db", cache_interval=0.05)
+    s.migrate()
+    s.tx(lambda t: accounts.create_user(t, "u"))
+    s.start()
+    assert s.checkpointer is not None
+    s.checkpointer._interval = 0.02  # noqa: SLF001 - a fast tick keeps the test short
+    yield s
+    s.stop()
+
+
+def test_the_writer_connection_leaves_checkpoints_to_the_checkpointer(store: Store) -> None:
+    auto = store.writer.call(lambda t: t.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert auto == 0
+    # other connections (CLI, readers) keep SQLite's default
+    assert store.tx(lambda t: t.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
+
+
+def test_committed_writes_reach_the_database_file_without_the_writer_checkpointing(store: Store) -> None:
+    assert store.checkpointer is not None
+    before = store.checkpointer.checkpoints
+    for _ in range(30):
+        store.writer.call(lambda t: billing.topup(t, "u", 1))
+    assert wait_for(lambda: store.checkpointer.checkpoints > before)  # type: ignore[union-attr]
+    assert wait_for(lambda: (lambda f: f[0] == f[1])(wal_frames(store)))  # every frame copied
+
+
+def test_the_wal_is_rewound_under_steady_writes(store: Store, tmp_path: Path) -> None:
+    # PASSIVE alone never catches a writer that keeps writing; RESTART rewinds the WAL
+    for _ in range(20):
+        for _ in range(25):
+            store.writer.call(lambda t: billing.topup(t, "u", 1))
+        time.sleep(0.03)  # let the checkpointer's tick run between bursts (it is a thread)
+    assert wait_for(lambda: wal_frames(store)[0] <= 2 * 40 + 50)
+    assert store.tx(lambda t: t.User.get(t.User.name == "u").balance) == 500
+    assert store.tx(lambda t: t.db.execute_sql("PRAGMA integrity_check").fetchone()[0]) == "ok"
