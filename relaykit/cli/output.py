@@ -5,15 +5,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich loads on first use: ``relaykit serve`` prints only plain lines, and the ~50 modules
+# of rich would stay in its memory for nothing (scripts/bench reports idle RSS)
+_consoles: dict[bool, Console] = {}
+
+
+def _console(stderr: bool = False) -> Console:
+    console = _consoles.get(stderr)
+    if console is None:
+        from rich.console import Console
+        console = _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return console
 
 
 def json_out(value: Any) -> None:
@@ -28,15 +37,16 @@ def json_line(value: Any) -> None:
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], *, title: str | None = None,
           empty: str = "Nothing to show.") -> None:
+    from rich.table import Table
     if not rows:
-        _out.print(empty)
+        _console().print(empty)
         return
     t = Table(title=title, show_lines=False)
     for _, header in columns:
         t.add_column(header)
     for row in rows:
         t.add_row(*[_cell(row.get(key)) for key, _ in columns])
-    _out.print(t)
+    _console().print(t)
 
 
 def _cell(v: Any) -> str:
@@ -52,7 +62,7 @@ def _cell(v: Any) -> str:
 
 
 def say(message: str) -> None:
-    _out.print(message, markup=False)
+    _console().print(message, markup=False)
 
 
 def line(message: str) -> None:
@@ -62,7 +72,7 @@ def line(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    _err.print(f"warning: {message}", markup=False)
+    _console(stderr=True).print(f"warning: {message}", markup=False)
 
 
 def error(message: str) -> None:
@@ -72,8 +82,9 @@ def error(message: str) -> None:
 
 @contextmanager
 def progress(description: str, total: int | None) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=_err, transient=True) as p:
+                  console=_console(stderr=True), transient=True) as p:
         task = p.add_task(description, total=total)
 
         class Advance:

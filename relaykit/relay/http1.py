@@ -46,13 +46,14 @@ class _Conn(asyncio.Protocol):
 
     __slots__ = ("transport", "loop", "parser", "status", "headers", "_hdr", "queue", "queued", "waiter",
                  "complete", "lost", "error", "paused", "keep_alive", "got_bytes", "idle_since", "_timer",
-                 "key", "_decoder", "_lost_fut")
+                 "key", "_decoder", "_lost_fut", "in_pool", "_interim")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int, bool]) -> None:
         self.loop = loop
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.in_pool = False
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._lost_fut: asyncio.Future[None] | None = None
@@ -72,6 +73,7 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = False
         self.got_bytes = False
         self._decoder: Any = None
+        self._interim = False  # parsing a 1xx response (skipped: RFC 9110 §15.2)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -79,6 +81,15 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.in_pool or self.complete:
+            # nothing was asked (an idle connection), or the answer is complete: a server
+            # that talks now (a 408 before closing, a second response) makes the
+            # connection unusable; its bytes must never become another request's answer
+            self.lost = True
+            self.keep_alive = False
+            if self.transport is not None:
+                self.transport.close()
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
@@ -106,11 +117,26 @@ class _Conn(asyncio.Protocol):
 
     # ------------------------------------------------------------------ httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response in the same read as the first
+            self.lost = True
+            self.keep_alive = False
+            if self.transport is not None:
+                self.transport.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._hdr.append((name.decode("latin-1"), value.decode("latin-1")))
+        if not self.complete:
+            self._hdr.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._interim = True  # 100 Continue, 103 Early Hints: the real answer follows
+            self._hdr = []
+            return
+        self.status = status
         self.headers = CIMultiDict(self._hdr)
         self.keep_alive = self.parser.should_keep_alive()
         enc = self.headers.get("Content-Encoding", "").strip().lower()
@@ -121,6 +147,8 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.complete or self.error is not None:
+            return
         if self._decoder is not None:
             try:
                 body = self._decoder.decompress(body)
@@ -137,6 +165,11 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self.complete or self.headers is None:
+            return
         if self._decoder is not None:
             tail = self._decoder.flush()
             if tail:
@@ -201,6 +234,8 @@ class FastReply:
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
         while True:
+            if conn.error is not None:  # also when the end was queued: a broken body is no body
+                raise _as_upstream_error(conn.error)
             if conn.queue:
                 item = conn.take()
                 if item is _EOF:
@@ -208,8 +243,6 @@ class FastReply:
                     return
                 yield item
                 continue
-            if conn.error is not None:
-                raise _as_upstream_error(conn.error)
             try:
                 await conn.wait(self._idle)
             except asyncio.TimeoutError:
@@ -217,7 +250,7 @@ class FastReply:
 
     async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:
         conn = self._conn
-        if conn.complete and conn.queue and conn.queue[-1] is _EOF and len(conn.queue) == 2:
+        if (conn.complete and conn.error is None and len(conn.queue) == 2 and conn.queue[-1] is _EOF):
             if conn.queued > limit:
                 raise UpstreamError("The upstream response is larger than relaykit accepts.", retryable=False)
             body = conn.take()
@@ -289,6 +322,7 @@ class Http1Pool:
         while conns:
             conn = conns.pop()
             if not conn.lost and now - conn.idle_since < IDLE_KEEP_SECONDS:
+                conn.in_pool = False
                 return conn
             if conn.transport is not None:
                 conn.transport.close()
@@ -300,6 +334,7 @@ class Http1Pool:
                 conn.transport.close()
             return
         conn._reset()
+        conn.in_pool = True
         conn.idle_since = time.monotonic()
         conns = self._idle.setdefault(conn.key, [])
         if len(conns) >= MAX_IDLE_PER_ORIGIN:
@@ -356,5 +391,8 @@ class Http1Pool:
                 if conn.transport is not None:
                     conn.transport.close()
                 raise
+            if conn.status == 101:
+                conn.transport.close()
+                raise UpstreamError("The upstream switched protocols unexpectedly.", retryable=False)
             return FastReply(conn, self, timeouts.idle)
         raise UpstreamError("The upstream closed the connection without answering.")

@@ -66,10 +66,19 @@ def redact(url: str) -> str:
 
 def _require_driver() -> None:
     try:
-        import psycopg  # noqa: F401
+        import psycopg
+        from psycopg.pq import TransactionStatus
+        from psycopg.types.json import Json, Jsonb
     except ImportError:
         raise ConfigError("database.url names PostgreSQL, but its driver is not installed; "
                           "run: pip install 'relaykit[postgres]'.") from None
+    # relaykit/__init__.py imported peewee with psycopg hidden (memory and start-up time for
+    # SQLite); these are the names peewee's psycopg 3 support reads from its module
+    if getattr(peewee, "psycopg", None) is None:
+        peewee.psycopg = psycopg  # type: ignore[attr-defined]
+        peewee.TransactionStatus = TransactionStatus  # type: ignore[attr-defined]
+        peewee.Json_pg3 = Json  # type: ignore[attr-defined]
+        peewee.Jsonb_pg3 = Jsonb  # type: ignore[attr-defined]
 
 
 def open_postgres(url: str, *, max_connections: int = 32) -> peewee.Database:

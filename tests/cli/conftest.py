@@ -46,6 +46,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
 @pytest.fixture
 def wide(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rich tables at 200 columns so cells are not cut with '…' under capture."""
-    monkeypatch.setattr(output._out, "_width", 200)  # noqa: SLF001
+    monkeypatch.setattr(output._console(), "_width", 200)  # noqa: SLF001
 
 

@@ -11,7 +11,6 @@ answer; the header (connect + first_byte) and idle deadlines; CR/LF in headers; 
 responses; case-insensitive headers and statuses; read-side backpressure on a large
 body; ``read(limit)``; cancellation; concurrent requests; ``close()`` of the pool.
 
-Tests marked ``xfail(strict=True)`` pin down bugs found in http1.py (see their reasons).
 """
 
 from __future__ import annotations
@@ -406,11 +405,6 @@ async def test_gzip_and_deflate_bodies_are_decoded(
     assert await post_read(pool, server) == TEXT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a Content-Encoding body that does not decompress can be returned as an empty 200 body: on_body "
-    "records the zlib error and closes the transport, but httptools then calls on_message_complete (or, "
-    "for a close-delimited body, connection_lost does), which queues _EOF; chunks() drains the queue "
-    "before it looks at conn.error, so a read() that starts after that returns b'' instead of raising"))
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "close"])
 async def test_a_body_that_does_not_decompress_is_an_error(serve: Serve, pool: UpstreamPool, framing: str) -> None:
     junk = b"this is not gzip at all, just text"
@@ -675,11 +669,6 @@ async def test_malformed_response_is_an_upstream_error(serve: Serve, pool: Upstr
     await asyncio.wait_for(server.conns[0].eof.wait(), WAIT)  # the broken connection is dropped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an unasked-for '101 Switching Protocols' comes back as a reply with status 101 and an empty body; "
-    "httptools calls on_message_complete (queuing _EOF) before it raises HttpParserUpgrade, and chunks() "
-    "drains the queue before it looks at conn.error, so the 'switched protocols unexpectedly' "
-    "UpstreamError that data_received records never reaches the caller"))
 async def test_unexpected_protocol_switch_is_an_upstream_error(serve: Serve, pool: UpstreamPool) -> None:
     async def handler(conn: ServerConn) -> None:
         await conn.read_request()
@@ -691,11 +680,6 @@ async def test_unexpected_protocol_switch_is_an_upstream_error(serve: Serve, poo
     assert type(err) is UpstreamError
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: httptools goes on parsing after the first message completes inside one data_received; a second "
-    "response in the same read overwrites conn.status (and conn.headers then holds both responses' header "
-    "lines, since _hdr is not cleared) before post() builds the FastReply: the caller sees status 500 "
-    "from the stray message with the first message's body"))
 async def test_bytes_after_a_complete_response_do_not_change_it(serve: Serve, pool: UpstreamPool) -> None:
     async def handler(conn: ServerConn) -> None:
         await conn.read_request()
@@ -739,10 +723,6 @@ async def test_status_and_case_insensitive_headers(serve: Serve, pool: UpstreamP
     assert len(server.conns) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an interim 1xx response is taken for the final one: post() returns as soon as any headers are "
-    "parsed, so a '100 Continue' or '103 Early Hints' before the real answer yields a reply with status "
-    "1xx and an empty body (RFC 9110 15.2: a client must parse and skip 1xx responses; aiohttp did)"))
 @pytest.mark.parametrize("interim", [
     b"HTTP/1.1 100 Continue\r\n\r\n",
     b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
@@ -762,10 +742,6 @@ async def test_interim_1xx_responses_are_skipped(serve: Serve, pool: UpstreamPoo
         reply.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: bytes a server sends on an idle keep-alive connection (e.g. '408 Request Timeout' before it "
-    "closes) are parsed into the pooled connection; the next post() reuses it, sees headers already set "
-    "and returns that stale 408 as the answer to a request the server never answered"))
 async def test_unsolicited_answer_on_an_idle_connection_is_not_the_next_reply(
         serve: Serve, pool: UpstreamPool) -> None:
     send_408 = asyncio.Event()

@@ -58,7 +58,7 @@ def test_list_with_filters(cfg: Path, capsys: pytest.CaptureFixture[str], monkey
     assert [r["task_id"] for r in orjson.loads(out)] == ["mj-2"]
     code, out, _ = run(capsys, "tasks", "list", "--user", "ann", "--status", "success", "--json", "--config", str(cfg))
     assert [r["task_id"] for r in orjson.loads(out)] == ["mj-1"]
-    monkeypatch.setattr(output._out, "_width", 200)  # noqa: SLF001 - rich tables unclipped under capture
+    monkeypatch.setattr(output._console(), "_width", 200)  # noqa: SLF001 - rich tables unclipped under capture
     code, out, _ = run(capsys, "tasks", "list", "--config", str(cfg))
     assert code == 0 and "mj-2" in out and "IN_PROGRESS" in out
     code, _, err = run(capsys, "tasks", "list", "--status", "weird", "--config", str(cfg))
