@@ -34,6 +34,8 @@ class Store:
         self.cache = AccountCache(self.t, interval=cache_interval)
         self.checkpointer = (Checkpointer(self.db, lambda: self.writer.commits)
                              if isinstance(self.db, pw.SqliteDatabase) else None)
+        if self.checkpointer is not None:
+            self.writer.rewind_due = self.checkpointer.rewind_due
         # set with Redis, so that a change made here reaches the other instances at once
         self.wake_cache_on_write = False
         close_all = getattr(self.db, "close_all", None)

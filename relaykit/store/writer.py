@@ -41,6 +41,9 @@ class Writer:
         self._thread: threading.Thread | None = None
         self.commits = 0
         self.operations = 0
+        # set by the Store on SQLite (store/checkpoint.py): True when the WAL should be
+        # rewound by a small checkpoint on this thread, between two batches
+        self.rewind_due: Callable[[], bool] | None = None
 
     def start(self) -> None:
         if self._thread is None:
@@ -111,9 +114,19 @@ class Writer:
                 self._deliver(self._commit(batch))
                 if stop_after:
                     return
+                if self.rewind_due is not None and self.rewind_due():
+                    self._rewind(db)
         finally:
             if not db.is_closed():
                 db.close()
+
+    @staticmethod
+    def _rewind(db: Any) -> None:
+        """Copy what the checkpointer has not yet, so that the next write starts the WAL over."""
+        try:
+            db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except pw.OperationalError as exc:
+            log.debug("WAL rewind skipped: %s", exc)
 
     def _commit(self, batch: list[_Item]) -> list[_Outcome]:
         db = self._t.db
