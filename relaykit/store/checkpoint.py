@@ -29,8 +29,8 @@ import peewee as pw
 
 log = logging.getLogger("relaykit.store.checkpoint")
 
-INTERVAL = 0.25
-REWIND_FRAMES = 4096  # 16 MB of 4 KB pages
+INTERVAL = 1.0
+REWIND_FRAMES = 16384  # 64 MB of 4 KB pages
 
 
 class Checkpointer:
