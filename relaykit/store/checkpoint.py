@@ -34,10 +34,10 @@ REWIND_FRAMES = 16384  # 64 MB of 4 KB pages
 
 
 class Checkpointer:
-    def __init__(self, db: pw.Database, commits: Callable[[], int], *, interval: float = INTERVAL) -> None:
+    def __init__(self, db: pw.Database, commits: Callable[[], int], *, interval: float | None = None) -> None:
         self._db = db
         self._commits = commits
-        self._interval = interval
+        self._interval = INTERVAL if interval is None else interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0

@@ -32,12 +32,12 @@ def wait_for(cond, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-de
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(checkpoint, "REWIND_FRAMES", 40)
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.02)  # a fast tick keeps the test short
     s = Store(f"sqlite:///{tmp_path}/t.db", cache_interval=0.05)
     s.migrate()
     s.tx(lambda t: accounts.create_user(t, "u"))
     s.start()
     assert s.checkpointer is not None
-    s.checkpointer._interval = 0.02  # noqa: SLF001 - a fast tick keeps the test short
     yield s
     s.stop()
 
