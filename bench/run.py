@@ -50,6 +50,21 @@ end
 """
 
 
+def filesystem(path: Path) -> str:
+    """The file system type under ``path`` (from /proc/mounts; "" where unknown)."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return ""
+    target = str(path.resolve())
+    best = ("", "")
+    for fields in mounts:
+        if len(fields) >= 3 and (target == fields[1] or target.startswith(fields[1].rstrip("/") + "/")):
+            if len(fields[1]) > len(best[0]):
+                best = (fields[1], fields[2])
+    return best[1]
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -147,6 +162,9 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=5000, help="slow streams held for the memory figure")
     ap.add_argument("--rate", type=float, default=1000.0, help="open-loop arrival rate (requests/s)")
     ap.add_argument("--json", default="bench-results.json", help="where to write the JSON figures")
+    ap.add_argument("--db-dir", default=None,
+                    help="where the benchmark's SQLite database lives (default: the system's temp dir); "
+                         "the disk under it shapes the tail latencies")
     ap.add_argument("--upstream-core", choices=("relay", "load"), default="relay",
                     help="the core the fast fake upstream runs on (see the module docstring)")
     args = ap.parse_args()
@@ -167,9 +185,11 @@ def main() -> int:
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     results: dict[str, Any] = {"machine": {"cores": cores(), "pinned": two, "load_generator": "wrk" if use_wrk
-                                           else "asyncio", "upstream_core": args.upstream_core},
+                                           else "asyncio", "upstream_core": args.upstream_core,
+                                           "database_dir": str(Path(args.db_dir or tempfile.gettempdir()).resolve()),
+                                           "database_fs": filesystem(Path(args.db_dir or tempfile.gettempdir()))},
                                "nonstream": [], "stream": []}
-    tmp = Path(tempfile.mkdtemp(prefix="relaykit-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="relaykit-bench-", dir=args.db_dir))
     try:
         up, up_url = start(pin([py, "-m", "bench.upstream", "--chunks", "20"], upstream_core), r"listening on (\S+)")
         procs.append(up)
@@ -303,7 +323,8 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 def report(res: dict[str, Any]) -> None:
     m = res["machine"]
     print(f"machine: {m['cores']} cores, relaykit pinned apart from the load: {m['pinned']}, "
-          f"load generator: {m['load_generator']}, fake upstream on the {m['upstream_core']} core")
+          f"load generator: {m['load_generator']}, fake upstream on the {m['upstream_core']} core, "
+          f"database in {m['database_dir']} ({m['database_fs'] or 'unknown fs'})")
     print("\nnon-stream (closed loop)")
     print(f"{'conc':>5} {'direct r/s':>11} {'relayed r/s':>12} {'ratio':>6} {'p50':>7} {'p90':>7} {'p99':>7} "
           f"{'added p50':>10} {'added p99':>10} {'cpu s/1k':>9}")

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--json", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=240)
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--json", str(out), "--db-dir",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
     res = json.loads(out.read_text())
     assert res["audit_ok"] is True
@@ -28,3 +28,11 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert res["memory"]["streams_opened"] == res["memory"]["streams"]
     assert 0 < res["memory"]["idle_rss_mb"] <= res["memory"]["peak_rss_mb"]
     assert "non-stream (closed loop)" in run.stdout and "memory:" in run.stdout
+    # the machine line says where the database was, and each target is judged from the figures
+    assert res["machine"]["database_dir"] == str(tmp_path.resolve()) and res["machine"]["upstream_core"] == "relay"
+    targets = {t["target"]: t for t in res["targets"]}
+    idle = targets["idle RSS"]
+    assert idle["measured"] == res["memory"]["idle_rss_mb"] and idle["met"] == (idle["measured"] <= 60)
+    c1 = targets["added latency p50, concurrency 1"]
+    assert c1["met"] == (res["nonstream"][0]["added_p50_ms"] <= 0.5)
+    assert "targets" in run.stdout and ("met " in run.stdout or "MISS" in run.stdout)
