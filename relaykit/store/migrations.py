@@ -29,10 +29,16 @@ def _tasks(t: Tables) -> None:
     t.db.create_tables([t.Task], safe=True)
 
 
+def _lighter_holds(t: Tables) -> None:
+    """Issue 9: holds lose their user index (two WAL pages per request fewer)."""
+    t.db.execute_sql('DROP INDEX IF EXISTS "hold_user_id"')
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "initial schema", _initial),
     (2, "sessions and redemption cards", _accounts),
     (3, "long-running tasks", _tasks),
+    (4, "holds without a user index", _lighter_holds),
 )
 
 

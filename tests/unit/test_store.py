@@ -122,3 +122,20 @@ def test_cache_sees_cli_changes_from_another_connection(store: Store, tmp_path: 
             return
         time.sleep(0.02)
     raise AssertionError("the cache did not reload within 2 seconds")
+
+
+def test_migration_4_drops_the_hold_user_index_of_an_older_database(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path}/old.db")
+    s.migrate()
+
+    def as_before_4(t):  # type: ignore[no-untyped-def]
+        t.db.execute_sql('CREATE INDEX "hold_user_id" ON "hold" ("user_id")')  # what migration 1 used to make
+        t.Migration.delete().where(t.Migration.id == 4).execute()
+    s.tx(as_before_4)
+
+    def hold_indexes(t):  # type: ignore[no-untyped-def]
+        return sorted(r[0] for r in t.db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hold'"))
+    assert s.tx(hold_indexes) == ["hold_request_id", "hold_user_id"]
+    assert s.migrate() == ["holds without a user index"]
+    assert s.tx(hold_indexes) == ["hold_request_id"]
