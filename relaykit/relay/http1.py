@@ -312,6 +312,10 @@ class Http1Pool:
                     ssl=self._ssl_context() if tls else None, server_hostname=host if tls else None)
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream could not be reached within {timeout:g} seconds.") from None
+        except ssl.SSLCertVerificationError as exc:
+            # the operator needs the reason (expired, wrong name, unknown issuer), not "unreachable"
+            reason = (exc.verify_message or "verification failed").rstrip(".")
+            raise UpstreamError(f"The upstream's TLS certificate was refused ({reason}).") from None
         except (OSError, ssl.SSLError):
             raise UpstreamError("The upstream could not be reached.") from None
         return conn

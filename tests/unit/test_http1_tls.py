@@ -503,6 +503,9 @@ def test_certificate_that_does_not_verify_is_an_upstream_error(pki: Pki, run: Ru
                 await post(pool, server.url())
             assert type(info.value) is UpstreamError, "a refusal, not a timeout"
             assert_plain_error(info.value)
+            # the operator learns why: the certificate, and what was wrong with it
+            reason = {"untrusted": "self-signed", "wrong-host": "not valid for", "expired": "expired"}[cert]
+            assert "TLS certificate was refused" in info.value.message and reason in info.value.message.lower()
             assert server.conns == [], "no handshake completed, so no request was sent"
 
     run(scenario())
