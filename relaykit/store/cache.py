@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..domain import TokenInfo, UserInfo
-from .background import lower_priority
 from .accounts import change_counter
 from .channels import disabled_sets
 from .tables import Tables
@@ -100,7 +99,6 @@ class AccountCache:
             self._thread = None
 
     def _run(self) -> None:
-        lower_priority()  # a reload must not take its turn in the middle of requests
         db = self._t.db
         while True:
             self._wake.wait(self._interval)

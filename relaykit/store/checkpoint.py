@@ -27,8 +27,6 @@ from collections.abc import Callable
 
 import peewee as pw
 
-from .background import lower_priority
-
 log = logging.getLogger("relaykit.store.checkpoint")
 
 INTERVAL = 0.1  # frequent small checkpoints: measured kinder to the tail than one a second
@@ -64,7 +62,6 @@ class Checkpointer:
         return True
 
     def _run(self) -> None:
-        lower_priority()
         seen = self._commits()
         try:
             while not self._stop.wait(self._interval):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -82,14 +80,3 @@ def test_the_wal_is_rewound_under_steady_writes(store: Store) -> None:
     assert most < 1500, most
     assert store.tx(lambda t: t.User.get(t.User.name == "u").balance) == 600
     assert store.tx(lambda t: t.db.execute_sql("PRAGMA integrity_check").fetchone()[0]) == "ok"
-
-
-def test_background_threads_yield_the_cpu_to_the_loop_and_the_writer(store: Store) -> None:
-    threads = {t.name: t for t in threading.enumerate()}
-
-    def nice() -> dict[str, int]:
-        return {name: os.getpriority(os.PRIO_PROCESS, threads[name].native_id)  # type: ignore[arg-type]
-                for name in ("relaykit-checkpoint", "relaykit-cache", "relaykit-writer")}
-    normal = os.getpriority(os.PRIO_PROCESS, 0)
-    # each thread lowers itself as it starts
-    assert wait_for(lambda: nice() == {"relaykit-checkpoint": 19, "relaykit-cache": 19, "relaykit-writer": normal})
