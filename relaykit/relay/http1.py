@@ -257,14 +257,7 @@ class FastReply:
             conn.take()
             self._done = True
             return body  # the common case: the whole body arrived with the headers
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                raise UpstreamError("The upstream response is larger than relaykit accepts.", retryable=False)
-            parts.append(chunk)
-        return b"".join(parts)
+        return await read_all(self.chunks(), limit)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
@@ -275,6 +268,18 @@ class FastReply:
         else:
             if conn.transport is not None:
                 conn.transport.close()
+
+
+async def read_all(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """A whole body from its chunks, refused once it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamError("The upstream response is larger than relaykit accepts.", retryable=False)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _as_upstream_error(exc: BaseException) -> UpstreamError:

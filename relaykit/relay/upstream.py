@@ -20,9 +20,7 @@ import aiohttp
 
 from ..domain import Timeouts
 from ..errors import UpstreamError, UpstreamTimeout
-from .http1 import FastReply, Http1Pool
-
-MAX_BODY_BYTES = 64 * 1024 * 1024
+from .http1 import MAX_BODY_BYTES, FastReply, Http1Pool, read_all
 
 
 class Reply(Protocol):
@@ -62,14 +60,7 @@ class HttpReply:
             yield chunk
 
     async def read(self, limit: int = MAX_BODY_BYTES) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                raise UpstreamError("The upstream response is larger than relaykit accepts.", retryable=False)
-            parts.append(chunk)
-        return b"".join(parts)
+        return await read_all(self.chunks(), limit)
 
     def close(self) -> None:
         self._resp.close()
