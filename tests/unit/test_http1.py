@@ -22,162 +22,37 @@ import random
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 from multidict import CIMultiDictProxy
 
 from relaykit.domain import Timeouts
 from relaykit.errors import UpstreamError, UpstreamTimeout
-from relaykit.relay.http1 import HIGH_WATER, FastReply, Http1Pool
+from relaykit.relay.http1 import HIGH_WATER, Http1Pool
 from relaykit.relay.upstream import UpstreamPool
 
-# generous deadlines for tests that must not time out; small ones where a timeout is the point
-T = Timeouts(connect=5.0, first_byte=5.0, idle=5.0)
-WAIT = 5.0  # the longest a test waits for an event that must happen
+from .rawserver import (
+    CHUNKED_HEAD,
+    LAST_CHUNK,
+    WAIT,
+    Handler,
+    RawServer,
+    ServerConn,
+    T,
+    chunk,
+    keepalive_handler,
+    post,
+    post_read,
+    response,
+    serving,
+    upstream_pool,
+)
 
-# ---------------------------------------------------------------------------- raw servers
+# ---------------------------------------------------------------------------- raw servers (tests/unit/rawserver.py)
 
-
-@dataclass
-class Request:
-    """One request as the server read it off the socket."""
-
-    head: bytes  # request line and headers, through the blank line
-    body: bytes
-    conn: int  # index of the server connection it arrived on
-
-
-@dataclass
-class ServerConn:
-    """The server's side of one accepted connection."""
-
-    server: RawServer
-    index: int
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    requests: list[Request] = field(default_factory=list)
-    eof: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed its side
-
-    async def read_request(self) -> Request | None:
-        """The next request, or None once the client has closed the connection."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            partial = getattr(exc, "partial", b"")
-            assert not partial, f"the client sent a partial request head: {partial!r}"
-            self.eof.set()
-            return None
-        length = 0
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        req = Request(head, await self.reader.readexactly(length), self.index)
-        self.requests.append(req)
-        await self.server.arrived(req)
-        return req
-
-    async def wait_eof(self) -> None:
-        """Hold the connection open until the client closes it (reading whatever it sends)."""
-        try:
-            await self.reader.read()
-        except ConnectionError:
-            pass
-        self.eof.set()
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-Handler = Callable[[ServerConn], Awaitable[None]]
-Serve = Callable[[Handler], Awaitable["RawServer"]]
-
-
-class RawServer:
-    """asyncio.start_server on 127.0.0.1 port 0; every accepted connection runs ``handler``."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.conns: list[ServerConn] = []
-        self.requests: list[Request] = []
-        self.errors: list[BaseException] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._arrival = asyncio.Condition()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def arrived(self, req: Request) -> None:
-        async with self._arrival:
-            self.requests.append(req)
-            self._arrival.notify_all()
-
-    async def wait_requests(self, n: int) -> None:
-        """Until ``n`` requests in all have reached the server (at most WAIT seconds)."""
-        async with asyncio.timeout(WAIT), self._arrival:
-            await self._arrival.wait_for(lambda: len(self.requests) >= n)
-
-    def url(self, path: str = "/v1/chat/completions") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def target(self, path: str = "/v1/chat/completions") -> tuple[str, int, bool, str, str]:
-        """What UpstreamPool passes to Http1Pool.post for ``url(path)``."""
-        return ("127.0.0.1", self.port, False, f"127.0.0.1:{self.port}", path)
-
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
-        conn = ServerConn(self, len(self.conns), reader, writer)
-        self.conns.append(conn)
-        try:
-            await self.handler(conn)
-        except ConnectionError:
-            pass  # the client went away; each test asserts on what it saw
-        except asyncio.CancelledError:
-            pass  # stop() ends the handlers still waiting; asyncio would log a cancelled task as an error
-        except Exception as exc:  # a broken handler must fail the test, not vanish into a log
-            self.errors.append(exc)
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        if self.errors:
-            raise self.errors[0]
-
-
-def response(body: bytes = b"", *, status: int = 200, reason: str = "OK",
-             headers: Sequence[tuple[str, str]] = (), length: bool = True) -> bytes:
-    """A response head (and body); with ``length`` a Content-Length header is added."""
-    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-    lines += [f"{k}: {v}\r\n" for k, v in headers]
-    if length:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1") + body
-
-
-CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+Serve = Callable[[Handler], Awaitable[RawServer]]
 
 
 async def answer_once(conn: ServerConn, data: bytes) -> None:
@@ -185,28 +60,6 @@ async def answer_once(conn: ServerConn, data: bytes) -> None:
     if await conn.read_request() is not None:
         await conn.send(data)
         await conn.wait_eof()
-
-
-async def keepalive_handler(conn: ServerConn) -> None:
-    """Answer every request on the connection with 'conn N req M: <body>'."""
-    while (req := await conn.read_request()) is not None:
-        await conn.send(response(f"conn {conn.index} req {len(conn.requests)}: ".encode() + req.body))
-
-
-async def post(pool: UpstreamPool, server: RawServer, body: bytes = b"{}", *,
-               headers: dict[str, str] | None = None, timeouts: Timeouts = T) -> FastReply:
-    reply = await pool.post(server.url(), headers=headers or {"Content-Type": "application/json"},
-                            body=body, timeouts=timeouts)
-    assert isinstance(reply, FastReply), "an http:// URL with a bytes body takes the lean client"
-    return reply
-
-
-async def post_read(pool: UpstreamPool, server: RawServer, body: bytes = b"{}") -> bytes:
-    reply = await post(pool, server, body)
-    try:
-        return await reply.read()
-    finally:
-        reply.close()
 
 
 async def first_error(pool: UpstreamPool, server: RawServer, timeouts: Timeouts = T) -> UpstreamError:
@@ -234,24 +87,18 @@ def free_port() -> int:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    servers: list[RawServer] = []
+    """Starts plain (http://) servers; each is stopped after the test."""
+    async with AsyncExitStack() as servers:
+        async def start(handler: Handler) -> RawServer:
+            return await servers.enter_async_context(serving(handler))
 
-    async def start(handler: Handler) -> RawServer:
-        server = RawServer(handler)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
+        yield start
 
 
 @pytest.fixture
 async def pool() -> AsyncIterator[UpstreamPool]:
-    p = UpstreamPool()
-    yield p
-    await p.close()
+    async with upstream_pool() as p:
+        yield p
 
 
 # ---------------------------------------------------------------------------- 1. request bytes, Content-Length body

@@ -30,9 +30,9 @@ import ipaddress
 import random
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +44,27 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from relaykit.domain import Timeouts
 from relaykit.errors import UpstreamError, UpstreamTimeout
-from relaykit.relay.http1 import HIGH_WATER, FastReply
-from relaykit.relay.upstream import UpstreamPool
+from relaykit.relay.http1 import HIGH_WATER
+
+from . import rawserver
+from .rawserver import (
+    CHUNKED_HEAD,
+    LAST_CHUNK,
+    WAIT,
+    Handler,
+    ServerConn,
+    chunk,
+    keepalive_handler,
+    response,
+    serving,
+    upstream_pool,
+)
 
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dev dependency off Windows
     uvloop = None  # type: ignore[assignment]
 
-# generous deadlines for tests that must not time out; small ones where a timeout is the point
-T = Timeouts(connect=5.0, first_byte=5.0, idle=5.0)
-WAIT = 5.0  # the longest a test waits for an event that must happen
 LIMIT = 20.0  # the longest a whole scenario may take: a hang fails the test instead of the run
 HEADERS = {"Authorization": "Bearer sk-test", "Content-Type": "application/json"}
 
@@ -179,181 +189,11 @@ def run(request: pytest.FixtureRequest) -> Run:
     return run_
 
 
-# ---------------------------------------------------------------------------- servers
+# ---------------------------------------------------------------------------- servers (tests/unit/rawserver.py)
 
-
-@dataclass
-class Request:
-    """One request as the server read it (decrypted) off the connection."""
-
-    head: bytes  # request line and headers, through the blank line
-    body: bytes
-    conn: int  # index of the server connection it arrived on
-
-
-@dataclass
-class ServerConn:
-    """The server's side of one accepted connection (over TLS once the handshake is done)."""
-
-    server: Server
-    index: int
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    requests: list[Request] = field(default_factory=list)
-    eof: asyncio.Event = field(default_factory=asyncio.Event)  # the client closed its side
-
-    @property
-    def tls_version(self) -> str | None:
-        obj = self.writer.get_extra_info("ssl_object")
-        return None if obj is None else obj.version()
-
-    async def read_request(self) -> Request | None:
-        """The next request, or None once the client has closed the connection."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            partial = getattr(exc, "partial", b"")
-            assert not partial, f"the client sent a partial request head: {partial!r}"
-            self.eof.set()
-            return None
-        length = 0
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        req = Request(head, await self.reader.readexactly(length), self.index)
-        self.requests.append(req)
-        self.server.requests.append(req)
-        return req
-
-    async def wait_eof(self) -> None:
-        """Hold the connection open until the client closes it (reading whatever it sends)."""
-        try:
-            await self.reader.read()
-        except (ConnectionError, ssl.SSLError):
-            pass
-        self.eof.set()
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-
-Handler = Callable[[ServerConn], Awaitable[None]]
-
-
-class Server:
-    """asyncio.start_server on 127.0.0.1 port 0, over TLS with ``ctx`` (plain TCP without);
-    every accepted connection runs ``handler``.  Over TLS a connection is accepted, and
-    counted, only once its handshake is complete."""
-
-    def __init__(self, handler: Handler, ctx: ssl.SSLContext | None) -> None:
-        self.handler = handler
-        self.ctx = ctx
-        self.conns: list[ServerConn] = []
-        self.requests: list[Request] = []
-        self.errors: list[BaseException] = []
-        self.sni: list[str | None] = []  # the server name of each ClientHello
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        if ctx is not None:
-            ctx.sni_callback = lambda _obj, name, _ctx: self.sni.append(name)
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, ssl=self.ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def url(self, host: str = "127.0.0.1", path: str = "/v1/chat/completions") -> str:
-        return f"https://{host}:{self.port}{path}"
-
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
-        conn = ServerConn(self, len(self.conns), reader, writer)
-        self.conns.append(conn)
-        try:
-            await self.handler(conn)
-        except (ConnectionError, ssl.SSLError):
-            pass  # the client went away; each test asserts on what it saw
-        except asyncio.CancelledError:
-            pass  # stop() ends the handlers still waiting
-        except Exception as exc:  # a broken handler must fail the test, not vanish into a log
-            self.errors.append(exc)
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        for conn in self.conns:  # a TLS close is a short exchange; let it finish on this loop
-            try:
-                async with asyncio.timeout(WAIT):
-                    await conn.writer.wait_closed()
-            except (ConnectionError, ssl.SSLError):
-                pass
-        if self.errors:
-            raise self.errors[0]
-
-
-@asynccontextmanager
-async def serving(handler: Handler, ctx: ssl.SSLContext | None) -> AsyncIterator[Server]:
-    server = Server(handler, ctx)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@asynccontextmanager
-async def upstream_pool() -> AsyncIterator[UpstreamPool]:
-    """A fresh pool: its TLS context is made, from the environment, on its first https request."""
-    pool = UpstreamPool()
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-def response(body: bytes = b"", *, status: int = 200, reason: str = "OK",
-             headers: Sequence[tuple[str, str]] = ()) -> bytes:
-    lines = [f"HTTP/1.1 {status} {reason}\r\n", *(f"{k}: {v}\r\n" for k, v in headers),
-             f"Content-Length: {len(body)}\r\n\r\n"]
-    return "".join(lines).encode("latin-1") + body
-
-
-CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
-async def keepalive_handler(conn: ServerConn) -> None:
-    """Answer every request on the connection with 'conn N req M: <body>'."""
-    while (req := await conn.read_request()) is not None:
-        await conn.send(response(f"conn {conn.index} req {len(conn.requests)}: ".encode() + req.body))
-
-
-async def post(pool: UpstreamPool, url: str, body: bytes = b"{}", timeouts: Timeouts = T) -> FastReply:
-    reply = await pool.post(url, headers=HEADERS, body=body, timeouts=timeouts)
-    assert isinstance(reply, FastReply), "an https:// URL with a bytes body takes the lean client"
-    return reply
-
-
-async def post_read(pool: UpstreamPool, url: str, body: bytes = b"{}") -> bytes:
-    reply = await post(pool, url, body)
-    try:
-        return await reply.read()
-    finally:
-        reply.close()
+# every request carries a bearer key and a JSON content type (rawserver.post sends the type alone)
+post = partial(rawserver.post, headers=HEADERS)
+post_read = partial(rawserver.post_read, headers=HEADERS)
 
 
 def assert_plain_error(err: UpstreamError) -> None:
@@ -401,7 +241,7 @@ def test_https_post_gets_status_headers_and_exact_body(pki: Pki, run: Run, size:
 def test_host_name_url_is_verified_against_the_dns_name_and_sent_as_sni(pki: Pki, run: Run) -> None:
     async def scenario() -> None:
         async with serving(keepalive_handler, pki.server_context("good")) as server, upstream_pool() as pool:
-            assert await post_read(pool, server.url("localhost"), b"hi") == b"conn 0 req 1: hi"
+            assert await post_read(pool, server.url(host="localhost"), b"hi") == b"conn 0 req 1: hi"
             assert server.sni == ["localhost"]
             assert server.requests[0].head.startswith(
                 f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost:{server.port}\r\n".encode())
@@ -550,7 +390,7 @@ def test_handshake_that_never_completes_times_out_at_the_connect_deadline(pki: P
             hello.append(await conn.reader.read(1))
             await conn.wait_eof()
 
-        async with serving(handler, None) as server, upstream_pool() as pool:
+        async with serving(handler, None, scheme="https") as server, upstream_pool() as pool:
             loop = asyncio.get_running_loop()
             started = loop.time()
             async with asyncio.timeout(WAIT):
@@ -577,7 +417,7 @@ async def _drops_the_handshake(conn: ServerConn) -> None:
 @pytest.mark.parametrize("handler", [_answers_plain_http, _drops_the_handshake], ids=["plain-http", "dropped"])
 def test_handshake_the_server_breaks_is_an_upstream_error(pki: Pki, run: Run, handler: Handler) -> None:
     async def scenario() -> None:
-        async with serving(handler, None) as server, upstream_pool() as pool:
+        async with serving(handler, None, scheme="https") as server, upstream_pool() as pool:
             async with asyncio.timeout(WAIT):
                 with pytest.raises(UpstreamError) as info:
                     await post(pool, server.url())
