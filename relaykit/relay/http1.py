@@ -45,8 +45,8 @@ class _Conn(asyncio.Protocol):
     """One upstream connection; it carries one request at a time."""
 
     __slots__ = ("transport", "loop", "parser", "status", "headers", "_hdr", "queue", "queued", "waiter",
-                 "complete", "lost", "error", "paused", "keep_alive", "got_bytes", "idle_since", "_timer",
-                 "key", "_decoder", "_lost_fut", "in_pool", "_interim")
+                 "complete", "lost", "error", "paused", "keep_alive", "got_bytes", "idle_since", "key",
+                 "_decoder", "in_pool", "_interim")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int, bool]) -> None:
         self.loop = loop
@@ -55,8 +55,6 @@ class _Conn(asyncio.Protocol):
         self.lost = False
         self.in_pool = False
         self.idle_since = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._lost_fut: asyncio.Future[None] | None = None
         self._reset()
 
     def _reset(self) -> None:
