@@ -502,9 +502,6 @@ class Pipeline:
                           estimated=True)
         if not charge and not delivered:
             usage = None
-        run.lease.release(usage.total_tokens if usage else 0)
-        if run.channel is not None and status < 500 and status != 499 and run.first_byte_ms is not None:
-            self.health.success(run.channel.name)
         actual = (pricing.quota_for(usage, run.price, run.group_ratio, self.settings.billing.quota_per_usd)
                   if usage is not None else 0)
         call = run.call
@@ -520,8 +517,12 @@ class Pipeline:
             "attempts": orjson.dumps(run.attempts).decode(), "client_ip": call.client_ip[:64],
             "created_at": self.clock(),
         }
-        self.metrics.settled(row)
         fut = self.store.writer.submit_async(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
+        # the bookkeeping that needs no database runs while the writer commits
+        run.lease.release(usage.total_tokens if usage else 0)
+        if run.channel is not None and status < 500 and status != 499 and run.first_byte_ms is not None:
+            self.health.success(run.channel.name)
+        self.metrics.settled(row)
         try:
             await asyncio.shield(fut)
         except asyncio.CancelledError:
