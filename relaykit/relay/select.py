@@ -28,6 +28,7 @@ class Router:
                 for model in ch.client_models():
                     index[(group, model)].append(ch)
         self._index = dict(index)
+        self._models = frozenset(m for (_, m) in self._index)
 
     @property
     def disabled(self) -> frozenset[str]:
@@ -47,12 +48,14 @@ class Router:
                        if g == group and any(c.enabled and c.name not in disabled for c in chans)})
 
     def serves_anywhere(self, model: str) -> bool:
-        return any(m == model for (_, m) in self._index)
+        return model in self._models
 
     def plan(self, group: str, model: str) -> list[Channel]:
         """Channels to try in order: tiers by descending priority, weighted shuffle inside."""
         disabled = self.disabled
         chans = [c for c in self._index.get((group, model), ()) if c.enabled and c.name not in disabled]
+        if len(chans) == 1:  # the common case: nothing to order (weight 0 means "never")
+            return chans if chans[0].weight > 0 else []
         tiers: dict[int, list[Channel]] = defaultdict(list)
         for c in chans:
             tiers[c.priority].append(c)

@@ -25,7 +25,9 @@ def dialect(name: str) -> Any:
 
 async def authenticate(request: web.Request) -> tuple[Services, Caller]:
     svc = services(request)
-    caller = await svc.auth.authenticate(extract_key(request.headers, request.query), request.remote)
+    # the query is parsed only when there is one (Gemini clients may put the key there)
+    query = request.query if request.query_string else {}
+    caller = await svc.auth.authenticate(extract_key(request.headers, query), request.remote)
     return svc, caller
 
 
