@@ -35,3 +35,19 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_serve_moves_its_start_up_heap_out_of_the_collectors_sight() -> None:
+    import gc
+
+    from relaykit.cli.serve import _settle_heap
+    threshold = gc.get_threshold()
+    try:
+        _settle_heap()
+        # what start-up built is frozen (full collections no longer walk it), and young
+        # collections run per 20 000 allocations (scripts/bench: p99/p50 at c=64 3.8 -> ~1.8)
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold()[0] == 20_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
