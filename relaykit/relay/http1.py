@@ -12,12 +12,16 @@ pollers keep using aiohttp (upstream.UpstreamPool.session).
 
 Backpressure: a response body waits in a small queue; when more than ``HIGH_WATER``
 bytes wait (a slow client downstream), reading from the upstream socket pauses.
+Host names are resolved once per ``DNS_TTL`` (as aiohttp's connector did), concurrent
+lookups of one name share a query, and the addresses are tried in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
+import socket
 import ssl
 import time
 import zlib
@@ -34,6 +38,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 HIGH_WATER = 256 * 1024
 IDLE_KEEP_SECONDS = 50.0   # below the 60 s most servers keep an idle connection
 MAX_IDLE_PER_ORIGIN = 256
+DNS_TTL = 300.0            # as aiohttp's connector cached lookups
 _EOF = object()
 
 
@@ -299,20 +304,66 @@ class Http1Pool:
         self._idle: dict[tuple[str, int, bool], list[_Conn]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
+        self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, Any]]]] = {}
+        self._dns_pending: dict[tuple[str, int], asyncio.Future[list[tuple[int, Any]]]] = {}
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()
         return self._ssl
 
+    async def _addresses(self, host: str, port: int) -> list[tuple[int, Any]]:
+        """(family, sockaddr) for ``host``, cached for ``DNS_TTL`` seconds; concurrent
+        lookups of one name share a single query (a burst of new connections after a
+        quiet spell would otherwise ask the resolver once each)."""
+        try:
+            ipaddress.ip_address(host)
+            return [(0, (host, port))]  # a literal address: nothing to resolve
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        key = (host, port)
+        hit = self._dns.get(key)
+        if hit is not None and hit[0] > loop.time():
+            return hit[1]
+        pending = self._dns_pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[list[tuple[int, Any]]] = loop.create_future()
+        self._dns_pending[key] = fut
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            fut.set_exception(UpstreamError(f"The upstream host {host} could not be resolved."))
+            fut.exception()  # retrieved: waiters re-raise it, a lone lookup raises below
+            raise UpstreamError(f"The upstream host {host} could not be resolved.") from None
+        finally:
+            del self._dns_pending[key]
+        addrs = list(dict.fromkeys((family, sockaddr[:2]) for family, _, _, _, sockaddr in infos))
+        self._dns[key] = (loop.time() + DNS_TTL, addrs)
+        fut.set_result(addrs)
+        return addrs
+
     async def _connect(self, key: tuple[str, int, bool], timeout: float) -> _Conn:
         loop = asyncio.get_running_loop()
         host, port, tls = key
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(loop, key), host, port,
-                    ssl=self._ssl_context() if tls else None, server_hostname=host if tls else None)
+                addrs = await self._addresses(host, port)
+                if not addrs:
+                    raise OSError(f"no address for {host}")
+                for i, (family, sockaddr) in enumerate(addrs):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Conn(loop, key), sockaddr[0], sockaddr[1], family=family,
+                            ssl=self._ssl_context() if tls else None, server_hostname=host if tls else None)
+                        break
+                    except ssl.SSLError:
+                        raise
+                    except OSError:
+                        if i == len(addrs) - 1:
+                            self._dns.pop((host, port), None)  # maybe it moved: ask again next time
+                            raise
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream could not be reached within {timeout:g} seconds.") from None
         except ssl.SSLCertVerificationError as exc:

@@ -752,3 +752,41 @@ async def test_reply_released_after_pool_close_is_closed_not_pooled(serve: Serve
     assert await reply.read() == b"conn 0 req 1: late"
     reply.close()
     await asyncio.wait_for(server.conns[0].eof.wait(), WAIT)
+
+
+# ---------------------------------------------------------------------------- names: resolved once, cached
+
+
+async def test_a_host_name_is_resolved_once_and_reused_for_new_connections(serve: Serve, pool: UpstreamPool) -> None:
+    async def close_after_answer(conn: ServerConn) -> None:  # every request needs a new connection
+        if await conn.read_request() is not None:
+            await conn.send(response(b"named", headers=[("Connection", "close")]))
+            conn.close()
+
+    server = await serve(close_after_answer)
+    url = server.url(host="localhost")
+    assert await post_read(pool, url) == b"named"
+    cached = pool._fast._dns[("localhost", server.port)]  # noqa: SLF001
+    assert await post_read(pool, url) == b"named"
+    assert len(server.conns) == 2  # two connections ...
+    assert pool._fast._dns[("localhost", server.port)] is cached  # noqa: SLF001 - ... one lookup
+
+
+async def test_an_address_literal_is_not_looked_up(serve: Serve, pool: UpstreamPool) -> None:
+    server = await serve(keepalive_handler)
+    assert await post_read(pool, server) != b""
+    assert pool._fast._dns == {}  # noqa: SLF001
+
+
+async def test_a_name_that_does_not_resolve_is_one_clear_error(pool: UpstreamPool) -> None:
+    with pytest.raises(UpstreamError) as info:
+        await post(pool, "http://relaykit-test.invalid:9/v1/chat/completions")
+    assert info.value.message == "The upstream host relaykit-test.invalid could not be resolved."
+
+
+async def test_a_cached_name_whose_addresses_refuse_is_looked_up_again(pool: UpstreamPool) -> None:
+    port = free_port()
+    url = f"http://localhost:{port}/v1/chat/completions"
+    with pytest.raises(UpstreamError):
+        await post(pool, url)
+    assert ("localhost", port) not in pool._fast._dns  # noqa: SLF001 - the next attempt asks the resolver again
