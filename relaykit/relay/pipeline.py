@@ -193,13 +193,21 @@ class Pipeline:
         if hold >= MAX_HOLD:  # no balance covers it, and no database column holds the number
             raise InvalidRequest("The request's output token limit is too large to reserve credit for; "
                                  "lower max_tokens.", code="max_tokens_too_large")
-        ticket = await self.store.write(partial(
+        placed = self.store.submit_write(partial(
             billing.place_hold, request_id=call.request_id, user_id=call.caller.user.id,
             token_id=call.caller.token.id, token_limited=not call.caller.token.unlimited, amount=hold,
             model=call.model))
+        # while the writer commits the hold, the first attempt's request is built (nothing
+        # is sent before the hold is in: SPEC §6.2); a failure here is met again after it
+        order = self.health.order(plan)
+        try:
+            first = self._prepare(call, order[0], hub_request) if order else None
+        except Exception:
+            first = None
+        ticket = await placed
         run = _Run(call, ticket, price, group_ratio, prompt_estimate, self.monotonic(), lease)
         try:
-            reply, up_dialect = await self._forward(run, plan, hub_request)
+            reply, up_dialect = await self._forward(run, order, hub_request, first)
         except BaseException as exc:
             await self._settle(run, status=getattr(exc, "status", 500), error=str(exc)[:255], charge=False)
             raise
@@ -236,27 +244,40 @@ class Pipeline:
             out = replace_top_level(out, "stream_options", merged)  # the usage chunk is dropped on the way back
         return out
 
-    async def _forward(self, run: _Run, plan: list[Channel], hub_request: dict[str, Any]) -> tuple[Reply, str]:
-        """Try channel-keys in plan order until one answers, while nothing has reached the
-        client: the next channel on connect errors, timeouts, 429 and 5xx; the next key of
-        the same channel when a key is refused; never the same channel-key twice; never
-        after a 400/404/413/422."""
+    def _prepare(self, call: ChatCall, channel: Channel,
+                 hub_request: dict[str, Any]) -> tuple[Channel, Any, str, str, UpstreamRequest]:
+        """What an attempt on ``channel`` sends: its kind, the upstream model and dialect,
+        and the request (the client's bytes edited, or converted through the hub)."""
+        kind = kind_for(channel.type)
+        assert kind is not None  # the router only plans known types
+        model = channel.upstream_model(call.model)
+        up_dialect = kind.dialect_for(channel, call.dialect)
+        same = up_dialect == call.dialect
+        req = UpstreamRequest(
+            dialect=up_dialect, model=model, stream=call.stream,
+            body=self._upstream_body(call, hub_request, up_dialect, model),
+            headers={h: call.headers[h] for h in VENDOR_HEADERS.get(up_dialect, ()) if same and h in call.headers},
+            query={k: v for k, v in call.query.items() if same and k == "beta"})
+        return channel, kind, model, up_dialect, req
+
+    async def _forward(self, run: _Run, order: list[Channel], hub_request: dict[str, Any],
+                       first: tuple[Channel, Any, str, str, UpstreamRequest] | None = None) -> tuple[Reply, str]:
+        """Try channel-keys in ``order`` (the plan after health) until one answers, while
+        nothing has reached the client: the next channel on connect errors, timeouts, 429
+        and 5xx; the next key of the same channel when a key is refused; never the same
+        channel-key twice; never after a 400/404/413/422.  ``first`` is the first
+        channel's request when it was built while the hold was being placed."""
         call = run.call
         last: RelayError | None = None
         attempts = 0
         limit = self.settings.retry.max_attempts
         dead = self.store.cache.snapshot.dead_keys
-        for channel in self.health.order(plan):
-            kind = kind_for(channel.type)
-            assert kind is not None  # the router only plans known types
-            model = channel.upstream_model(call.model)
-            up_dialect = kind.dialect_for(channel, call.dialect)
-            same = up_dialect == call.dialect
-            req = UpstreamRequest(
-                dialect=up_dialect, model=model, stream=call.stream,
-                body=self._upstream_body(call, hub_request, up_dialect, model),
-                headers={h: call.headers[h] for h in VENDOR_HEADERS.get(up_dialect, ()) if same and h in call.headers},
-                query={k: v for k, v in call.query.items() if same and k == "beta"})
+        for channel in order:
+            if first is not None and first[0] is channel:
+                _, kind, model, up_dialect, req = first
+            else:
+                _, kind, model, up_dialect, req = self._prepare(call, channel, hub_request)
+            first = None
             keys = self.router.keys_in_turn(channel, set(dead.get(channel.name, {})) | self._dead_here,
                                             fingerprint)
             for key in keys:

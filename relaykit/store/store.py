@@ -72,10 +72,16 @@ class Store:
             close_all()
 
     async def write(self, fn: Callable[[Tables], T]) -> T:
-        result = await self.writer.run(fn)
+        return await self.submit_write(fn)
+
+    def submit_write(self, fn: Callable[[Tables], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the writer now; await the future when its result is needed
+        (the pipeline builds the upstream request meanwhile)."""
+        fut = self.writer.submit_async(fn)
         if self.wake_cache_on_write:
-            self.cache.wake()  # did it change an account? the cache checks the counter now
-        return result
+            # did it change an account? the cache checks the counter as soon as it is written
+            fut.add_done_callback(lambda _: self.cache.wake())
+        return fut
 
     async def read(self, fn: Callable[[Tables], T]) -> T:
         loop = asyncio.get_running_loop()
