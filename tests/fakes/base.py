@@ -236,6 +236,29 @@ def _words_to_deltas(words: list[str]) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
+class LoopbackApp:
+    """An aiohttp app served on 127.0.0.1 at a free port: ``await start()`` gives its
+    URL, ``await stop()`` ends it.  Subclasses set ``self.app`` (and routes) first."""
+
+    app: web.Application
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
 class FakeUpstream:
     """Base class: an aiohttp app on loopback that records what it receives.
 

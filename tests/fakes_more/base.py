@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import LoopbackApp
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -28,7 +30,7 @@ class Seen:
     files: list[tuple[str, str, int, str]] = field(default_factory=list)  # (field, filename, size, sha256)
 
 
-class SmallFake:
+class SmallFake(LoopbackApp):
     key_header = "Authorization"
 
     def __init__(self, key: str | None = None) -> None:
@@ -66,20 +68,6 @@ class SmallFake:
     @property
     def last(self) -> Seen:
         return self.seen[-1]
-
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 async def json_of(request: web.Request) -> Any:

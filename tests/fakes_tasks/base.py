@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import LoopbackApp
+
 
 FORM: web.RequestKey[dict[str, Any]] = web.RequestKey("fake.form", dict)
 
@@ -45,7 +47,7 @@ class FakeTask:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeTaskServer:
+class FakeTaskServer(LoopbackApp):
     def __init__(self, key: str) -> None:
         self.key = key
         self.url = ""
@@ -101,19 +103,6 @@ class FakeTaskServer:
             return "running"
         return task.outcome
 
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def __aenter__(self) -> FakeTaskServer:
         await self.start()
