@@ -30,6 +30,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+import pytest_asyncio
 
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAIChat, FakeOpenAIResponses, FakeUpstream
 
@@ -187,6 +188,25 @@ class Clients:
             else:
                 await c.aio.aclose()
         self.made.clear()
+
+
+def module_fixtures(name: str, **world_args: Any) -> tuple[Any, Any]:
+    """The ``shared`` (one relay and its fakes per test module) and ``clients`` (SDK
+    clients per test) fixtures a dialect test module binds at its top:
+    ``shared, clients = module_fixtures("matrix")``."""
+
+    @pytest_asyncio.fixture(scope="module", loop_scope="module", name="shared")
+    async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+        async with world(Path(tmp_path_factory.mktemp(name)), **world_args) as w:
+            yield w
+
+    @pytest_asyncio.fixture(loop_scope="module", name="clients")
+    async def clients(shared: World) -> AsyncIterator[Clients]:
+        c = Clients(shared.relay)
+        yield c
+        await c.aclose()
+
+    return shared, clients
 
 
 # --------------------------------------------------------------------------- billing

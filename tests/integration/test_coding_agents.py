@@ -20,15 +20,13 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from .dialect_fixtures import (MODEL, TOOL_RESULT, UPSTREAM_MODEL, UPSTREAMS, WEATHER_SCHEMA, Clients, World,
-                               charges, expected_quota, settled_for, wire_usage, world)
+from .dialect_fixtures import (MODEL, TOOL_RESULT, UPSTREAM_MODEL, UPSTREAMS, WEATHER_SCHEMA, charges, Clients,
+                               expected_quota, module_fixtures, settled_for, wire_usage, World)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -37,17 +35,7 @@ BETAS = ["claude-code-20250219", "interleaved-thinking-2025-05-14", "fine-graine
 QUESTION = "What is the weather in Paris? Use the tool."
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with world(Path(tmp_path_factory.mktemp("agents"))) as w:
-        yield w
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def clients(shared: World) -> AsyncIterator[Clients]:
-    c = Clients(shared.relay)
-    yield c
-    await c.aclose()
+shared, clients = module_fixtures("agents")
 
 
 def _schema(*names: str) -> dict[str, Any]:

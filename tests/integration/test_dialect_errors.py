@@ -11,35 +11,23 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-import pytest_asyncio
 from openai.types.responses import ResponseFailedEvent
 
-from .dialect_fixtures import (CLIENTS, GENAI_WARNING, MODEL, UPSTREAMS, Clients, World, settled_for,
-                               world)
+from .dialect_fixtures import (CLIENTS, GENAI_WARNING, MODEL, UPSTREAMS, Clients, module_fixtures, settled_for,
+                               world, World)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), GENAI_WARNING]
 
 SMALL = 10  # quota units: far below any hold
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with world(Path(tmp_path_factory.mktemp("errors"))) as w:
-        yield w
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def clients(shared: World) -> AsyncIterator[Clients]:
-    c = Clients(shared.relay)
-    yield c
-    await c.aclose()
+shared, clients = module_fixtures("errors")
 
 
 def upstream_count(w: World) -> int:

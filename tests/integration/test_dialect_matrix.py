@@ -15,17 +15,14 @@ One relay in front of four fakes serves the whole module (see dialect_fixtures.p
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from .dialect_fixtures import (CHANNEL, CLIENT_DIALECT, CLIENTS, GENAI_WARNING, MODEL, TOOL_RESULT,
-                               UPSTREAM_MODEL, UPSTREAMS, VENDOR, WEATHER_QUESTION, WEATHER_SCHEMA, Clients,
-                               World, charges, expected_quota, settled_for, wire_usage, world)
+from .dialect_fixtures import (CHANNEL, CLIENT_DIALECT, CLIENTS, GENAI_WARNING, MODEL, TOOL_RESULT, UPSTREAM_MODEL,
+                               UPSTREAMS, VENDOR, WEATHER_QUESTION, WEATHER_SCHEMA, charges, Clients, expected_quota,
+                               module_fixtures, settled_for, wire_usage, World)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), GENAI_WARNING]
 
@@ -33,17 +30,7 @@ MODES = ("plain", "stream", "tool", "tool_stream")
 UPSTREAM_PATH = {"chat": "/v1/chat/completions", "resp": "/v1/responses", "claude": "/v1/messages"}
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async with world(Path(tmp_path_factory.mktemp("matrix"))) as w:
-        yield w
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def clients(shared: World) -> AsyncIterator[Clients]:
-    c = Clients(shared.relay)
-    yield c
-    await c.aclose()
+shared, clients = module_fixtures("matrix")
 
 
 @dataclass
