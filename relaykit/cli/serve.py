@@ -135,6 +135,7 @@ def _prefork(config_path: str, host: str, port: int, workers: int) -> None:
 async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket | None = None,
                  recover: bool = True, ready_fd: int | None = None) -> None:
     from ..server.app import create_app
+    from ..server.fastlane import LaneSite
     from ..server.services import SERVICES
     from ..store.store import Store
 
@@ -165,7 +166,8 @@ async def _serve(config_path: str, host: str, port: int, *, sock: socket.socket 
         output.line("relaykit reloaded its configuration")
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, backlog=4096)
+    # connections start in the fast lane (server/fastlane.py), which hands aiohttp the rest
+    site = LaneSite(runner, host=host, port=port, sock=sock, backlog=4096, live=live, shutdown_timeout=1.0)
     try:
         await site.start()
     except OSError as exc:
@@ -235,8 +237,13 @@ async def _drain(runner: web.AppRunner, live: set[asyncio.Task[Any]], seconds: f
     """SIGTERM (RELIABILITY §5.4 rule 8): stop accepting, let in-flight requests finish for
     up to ``seconds``, then cancel the rest and wait while they settle (each bills what it
     delivered).  Returns how many were cut."""
+    from ..server.fastlane import LaneSite
+
     for site in list(runner.sites):
-        await site.stop()  # new connections are refused from here on
+        if isinstance(site, LaneSite):
+            site.stop_accepting()  # and its keep-alive ends; runner.cleanup() stops it for good
+        else:
+            await site.stop()  # new connections are refused from here on
     if runner.server is not None:
         runner.server.pre_shutdown()  # keep-alive connections close after their current request
     pending = [t for t in live if not t.done()]

@@ -33,7 +33,9 @@ class Caller:
 
 
 def extract_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    auth = headers.get("Authorization")
+    """The relay key from the request.  Header names are looked up in lower case, which
+    suits both aiohttp's case-insensitive headers and the fast lane's lower-cased dict."""
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():

@@ -15,7 +15,11 @@ MAX_DEPTH = 128
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
+    return decode_json(await request.read())
+
+
+def decode_json(raw: bytes) -> Any:
+    """The body as JSON, or InvalidRequest with the one sentence that says what is wrong."""
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:

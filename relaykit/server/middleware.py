@@ -7,9 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..dialects import openai_chat
-from ..errors import MethodNotAllowed, NotFoundError, PayloadTooLarge, RelayError
+from ..errors import InvalidRequest, MethodNotAllowed, NotFoundError, PayloadTooLarge, RelayError
 from .render import DIALECT_KEY, error_response
 
 log = logging.getLogger("relaykit.server")
@@ -44,6 +45,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         limit = request.app._client_max_size  # noqa: SLF001
         return _render(request, dialect, PayloadTooLarge(
             f"The request body is larger than the relay accepts ({limit // (1024 * 1024)} MB)."))
+    except RequestPayloadError:
+        # the body broke off, or does not decode as its Content-Encoding says (a client's doing)
+        encoding = request.headers.get("Content-Encoding", "")
+        said = f" as {encoding}" if encoding else ""
+        return _render(request, dialect, InvalidRequest(f"The request body could not be read{said}; "
+                                                        "send it whole, and compressed only as it says."))
     except web.HTTPMethodNotAllowed:
         return error_response(dialect, MethodNotAllowed(f"{request.method} is not allowed on {request.path}."))
     except web.HTTPException:

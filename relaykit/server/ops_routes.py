@@ -127,10 +127,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def _log_access(request: web.Request, route: str, status: int, elapsed: float,
                 response: web.StreamResponse | None) -> None:
+    log_access(request.method, request.path, route, status, elapsed, request.remote or "",
+               getattr(response, "body_length", 0) if response is not None else 0,
+               response.headers.get("X-Request-Id", "") if response is not None else "",
+               request.headers.get("User-Agent", ""))
+
+
+def log_access(method: str, path: str, route: str, status: int, elapsed: float, remote: str, nbytes: int,
+               request_id: str, user_agent: str) -> None:
+    """One JSON line per answer (also written by server/fastlane.py for its routes)."""
     # the query string is left out on purpose: Gemini clients may put their key in ?key=
-    line = {"ts": round(time.time(), 3), "method": request.method, "path": request.path, "route": route,
-            "status": status, "ms": round(elapsed * 1000, 2), "remote": request.remote or "",
-            "bytes": getattr(response, "body_length", 0) if response is not None else 0,
-            "request_id": response.headers.get("X-Request-Id", "") if response is not None else "",
-            "user_agent": request.headers.get("User-Agent", "")[:200]}
+    line = {"ts": round(time.time(), 3), "method": method, "path": path, "route": route,
+            "status": status, "ms": round(elapsed * 1000, 2), "remote": remote, "bytes": nbytes,
+            "request_id": request_id, "user_agent": user_agent[:200]}
     access_log.info(orjson.dumps(line).decode())

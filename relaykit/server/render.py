@@ -16,12 +16,18 @@ DIALECT_KEY: web.RequestKey[str] = web.RequestKey("relaykit.dialect", str)
 
 
 def error_response(dialect: str, err: RelayError) -> web.Response:
+    status, body, headers = error_parts(dialect, err)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def error_parts(dialect: str, err: RelayError) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and extra headers of ``err`` in ``dialect`` (Content-Type aside)."""
     status = err.status if 400 <= err.status < 600 else 500
     body = error_body(dialect, status, err.message, err.kind, err.code)
     headers = dict(err.headers)
     if status >= 500 or status == 402:
         headers.setdefault("x-should-retry", "false" if status in (402, 501) else "true")
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    return status, orjson.dumps(body), headers
 
 
 def error_body(dialect: str, status: int, message: str, kind: str, code: str | None) -> dict[str, Any]:

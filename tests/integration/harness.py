@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from relaykit.server.app import create_app
+from relaykit.server.fastlane import LaneSite
 from relaykit.settings import Settings, load_settings
 from relaykit.store import accounts, billing
 from relaykit.store.store import Store
@@ -98,7 +99,7 @@ async def start_relay(config_path: Path, **app_kwargs: Any) -> Relay:
     app = create_app(settings, store, **app_kwargs)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = LaneSite(runner, host="127.0.0.1", port=0)  # as `relaykit serve` listens
     await site.start()
     host, port = runner.addresses[0][:2]
     return Relay(f"http://{host}:{port}", settings, store, config_path, runner)
