@@ -34,11 +34,20 @@ def _lighter_holds(t: Tables) -> None:
     t.db.execute_sql('DROP INDEX IF EXISTS "hold_user_id"')
 
 
+def _lighter_logs(t: Tables) -> None:
+    """Issue 9: request logs keep one index, (user_id, created_at), instead of three."""
+    for name in ("request_log_request_id", "request_log_user_id", "request_log_created_at"):
+        t.db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+    t.db.execute_sql('CREATE INDEX IF NOT EXISTS "request_log_user_id_created_at" '
+                     'ON "request_log" ("user_id", "created_at")')
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "initial schema", _initial),
     (2, "sessions and redemption cards", _accounts),
     (3, "long-running tasks", _tasks),
     (4, "holds without a user index", _lighter_holds),
+    (5, "request logs with one index", _lighter_logs),
 )
 
 

@@ -139,3 +139,46 @@ def test_migration_4_drops_the_hold_user_index_of_an_older_database(tmp_path: Pa
     assert s.tx(hold_indexes) == ["hold_request_id", "hold_user_id"]
     assert s.migrate() == ["holds without a user index"]
     assert s.tx(hold_indexes) == ["hold_request_id"]
+
+
+def test_migration_5_leaves_request_logs_one_index_that_the_user_pages_use(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path}/old.db")
+    s.migrate()
+
+    def as_before_5(t):  # type: ignore[no-untyped-def]
+        t.db.execute_sql('DROP INDEX "request_log_user_id_created_at"')
+        for col in ("request_id", "user_id", "created_at"):  # what migration 1 used to make
+            t.db.execute_sql(f'CREATE INDEX "request_log_{col}" ON "request_log" ("{col}")')
+        t.Migration.delete().where(t.Migration.id == 5).execute()
+    s.tx(as_before_5)
+
+    def log_indexes(t):  # type: ignore[no-untyped-def]
+        return sorted(r[0] for r in t.db.execute_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_log'"))
+    assert len(s.tx(log_indexes)) == 3
+    assert s.migrate() == ["request logs with one index"]
+    assert s.tx(log_indexes) == ["request_log_user_id_created_at"]
+
+    def plan(t):  # type: ignore[no-untyped-def]
+        R = t.RequestLog
+        sql, params = R.select().where((R.user_id == 1) & (R.created_at >= 0)).order_by(R.id.desc()).sql()
+        return " ".join(str(r[-1]) for r in t.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
+    assert "request_log_user_id_created_at" in s.tx(plan)
+
+
+def test_prune_takes_the_oldest_rows_in_batches_and_stops_at_the_first_recent_one(store: Store) -> None:
+    import time
+
+    from relaykit.store import logs as logs_repo
+    now = time.time()
+
+    def fill(t):  # type: ignore[no-untyped-def]
+        for i, age_days in enumerate([30, 20, 10, 9, 1, 0]):
+            t.RequestLog.create(request_id=f"r{i}", user_id=1, model="m", created_at=now - age_days * 86400)
+    store.tx(fill)
+    week = 7 * 86400
+    assert store.tx(lambda t: logs_repo.prune(t, week, batch=2)) == 2
+    assert store.tx(lambda t: logs_repo.prune(t, week, batch=2)) == 2
+    assert store.tx(lambda t: logs_repo.prune(t, week, batch=2)) == 0
+    left = store.tx(lambda t: [r.request_id for r in t.RequestLog.select().order_by(t.RequestLog.id)])
+    assert left == ["r4", "r5"]
