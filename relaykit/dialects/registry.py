@@ -19,5 +19,12 @@ _NAMES = {
 }
 
 
+_LOADED: dict[str, ModuleType] = {}
+
+
 def dialect(name: str) -> ModuleType:
-    return importlib.import_module(f"relaykit.dialects.{_NAMES[name]}")
+    # looked up on every relayed request: import_module takes the import lock each call
+    module = _LOADED.get(name)
+    if module is None:
+        module = _LOADED[name] = importlib.import_module(f"relaykit.dialects.{_NAMES[name]}")
+    return module

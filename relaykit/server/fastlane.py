@@ -59,6 +59,7 @@ _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NO_QUERY: dict[str, str] = {}
 _PREFIX = b"POST /v1/"  # what every lane route's request line starts with
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 
 
 class _Request:
@@ -344,11 +345,7 @@ class Connection(asyncio.Protocol):
     # -- writing ------------------------------------------------------------------------
 
     def _head(self, status: int, headers: dict[str, str], framing: str) -> bytes:
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Unknown"
-        parts = [f"HTTP/1.1 {status} {reason}\r\n"]
+        parts = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
         for k, v in headers.items():
             if "\n" in v or "\r" in v or "\n" in k or "\r" in k:
                 raise ValueError(f"a CR or LF in the answer's header {k!r}")  # never split a response
