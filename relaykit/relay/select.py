@@ -90,6 +90,8 @@ class Router:
         self._key_turn[ch.name] = turn + 1
         n = len(ch.keys)
         ordered = [ch.keys[(turn + i) % n] for i in range(n)]
+        if not dead:  # the usual case: no key to hash and look up
+            return ordered
         return [k for k in ordered if fingerprint(k) not in dead]
 
     def next_key(self, ch: Channel) -> str:
