@@ -1,11 +1,12 @@
 """The fast lane: relaykit's own HTTP/1.1 front for the hottest route, in front of aiohttp.
 
 Where it sits: it is the protocol of the listening socket, so every connection starts
-here.  A request the lane knows (``POST /v1/chat/completions`` with a plain
-Content-Length body) is parsed, authenticated and relayed without aiohttp's request and
-response objects and middleware chain, which cost ~150 us of the ~700 us a relayed
-request took at concurrency 1 (scripts/bench).  Anything else is *handed off*: another
-route or method, a query string, HTTP/1.0, a chunked, compressed or oversized body,
+here.  A request the lane knows (``POST`` to ``/v1/chat/completions``, ``/v1/messages``
+or ``/v1/responses`` with a plain Content-Length body) is parsed, authenticated and
+relayed without aiohttp's request and response objects and middleware chain, which cost
+~150 us of the ~700 us a relayed request took at concurrency 1 (scripts/bench).
+Anything else is *handed off*: another route or method, an encoded query string,
+HTTP/1.0, a chunked, compressed or oversized body,
 ``Expect``, ``Upgrade``, a duplicate header, any byte the lane's strict parse does not
 accept.  The hand-off gives the connection and every byte not yet consumed to the
 aiohttp protocol, which owns the connection from then on.  So aiohttp stays the
@@ -14,7 +15,7 @@ requests it parsed exactly; both sides agree on where each request ends because 
 accepts only a single, well-formed Content-Length.
 
 What the lane does itself mirrors the aiohttp route and its middleware one for one:
-the same handler steps (openai_routes.chat_completions), errors in the route's dialect
+the same handler steps (the routes' shared ``*_call`` builders), errors in the route's dialect
 (middleware.errors), the answer counted by route and the JSON access log
 (ops_routes.observe), the request's task in the set `serve` drains on SIGTERM
 (cli/serve.py), keep-alive with aiohttp's 75 s idle limit, chunked streams with
@@ -28,7 +29,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -36,14 +37,16 @@ from typing import Any
 from aiohttp import web
 
 from ..dialects import openai_chat
-from ..errors import InvalidRequest, RelayError
-from ..relay.auth import extract_key
+from ..errors import RelayError
+from ..relay.auth import Caller, extract_key
 from ..relay.pipeline import ChatCall, JsonReply, StreamReply
 from .body import decode_json
 from .cluster import CLUSTER
+from .openai_routes import chat_call
 from .ops_routes import log_access
 from .render import error_parts
 from .services import SERVICES, Services
+from .vendor_routes import messages_call, responses_call
 
 log = logging.getLogger("relaykit.server")
 
@@ -57,49 +60,51 @@ INTERNAL = "relaykit hit an internal error; the operator can find it in the log.
 # control characters other than HTAB, CR and LF never appear in a header block the lane accepts
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_NO_QUERY: dict[str, str] = {}
+# a query the lane takes apart itself: plain names and values (Claude Code's ?beta=true);
+# anything percent-encoded or otherwise unusual is aiohttp's to decode
+_QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
 _PREFIX = b"POST /v1/"  # what every lane route's request line starts with
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 
 
 class _Request:
-    __slots__ = ("headers", "body", "keep_alive", "route")
+    __slots__ = ("headers", "query", "body", "keep_alive", "route")
 
-    def __init__(self, headers: dict[str, str], body: bytes, keep_alive: bool, route: _Route) -> None:
+    def __init__(self, headers: dict[str, str], query: dict[str, str], keep_alive: bool, route: _Route) -> None:
         self.headers = headers  # lower-cased names, as openai_routes.lower_headers gives them
-        self.body = body
+        self.query = query
+        self.body = b""
         self.keep_alive = keep_alive
         self.route = route
 
 
-Handler = Callable[["Lane", "Connection", _Request], Awaitable[int]]
+# the handler's checks and ChatCall, shared with the aiohttp route (openai_routes, vendor_routes)
+Build = Callable[[Any, Caller, str, bytes, "dict[str, str]", "dict[str, str]"], ChatCall]
 
 
 class _Route:
-    __slots__ = ("method", "path", "dialect", "handler")
+    __slots__ = ("method", "path", "dialect", "build")
 
-    def __init__(self, method: str, path: str, dialect: str, handler: Handler) -> None:
-        self.method, self.path, self.dialect, self.handler = method, path, dialect, handler
-
-
-async def _chat_completions(lane: Lane, conn: Connection, req: _Request) -> int:
-    """openai_routes.chat_completions, step for step."""
-    svc = lane.svc
-    caller = await svc.auth.authenticate(extract_key(req.headers, _NO_QUERY), conn.ip)
-    body = decode_json(req.body)
-    problem = openai_chat.validate_request(body)
-    if problem:
-        raise InvalidRequest(problem)
-    call = ChatCall(openai_chat.NAME, body, body["model"], bool(body.get("stream", False)), caller, conn.ip,
-                    include_usage=openai_chat.wants_usage(body), raw=req.body, headers=req.headers)
-    return await conn.send(await svc.pipeline.chat(call))
+    def __init__(self, path: str, dialect: str, build: Build) -> None:
+        self.method, self.path, self.dialect, self.build = "POST", path, dialect, build
 
 
-# keyed by the exact request line: anything that is not byte for byte one of these goes to aiohttp
+# by path; the request line must also be "POST <path>[?query] HTTP/1.1", or aiohttp serves it.
+# Each route's dialect is the one its aiohttp handler is marked with (errors come back in it).
 ROUTES: dict[bytes, _Route] = {
-    b"POST /v1/chat/completions HTTP/1.1": _Route("POST", "/v1/chat/completions", openai_chat.NAME,
-                                                 _chat_completions),
+    b"/v1/chat/completions": _Route("/v1/chat/completions", openai_chat.NAME, chat_call),
+    b"/v1/messages": _Route("/v1/messages", "anthropic", messages_call),  # Claude Code adds ?beta=true
+    b"/v1/responses": _Route("/v1/responses", openai_chat.NAME, responses_call),
 }
+
+
+async def _relay(lane: Lane, conn: Connection, req: _Request) -> int:
+    """The aiohttp handlers of these routes, step for step: key, body, checks, pipeline, answer."""
+    svc = lane.svc
+    caller = await svc.auth.authenticate(extract_key(req.headers, req.query), conn.ip)
+    body = decode_json(req.body)
+    call = req.route.build(body, caller, conn.ip, req.body, req.headers, req.query)
+    return await conn.send(await svc.pipeline.chat(call))
 
 
 class Lane:
@@ -251,9 +256,18 @@ class Connection(asyncio.Protocol):
         if _CTL.search(head) is not None:
             return None, 0
         lines = head.split(b"\r\n")
-        route = ROUTES.get(lines[0])
-        if route is None:
+        line = lines[0]
+        if not line.startswith(b"POST ") or not line.endswith(b" HTTP/1.1"):
             return None, 0
+        path, _, raw_query = line[5:-9].partition(b"?")
+        route = ROUTES.get(path)
+        if route is None or _QUERY.fullmatch(raw_query) is None:
+            return None, 0
+        query: dict[str, str] = {}
+        for pair in raw_query.decode("ascii").split("&"):
+            if pair:
+                name, _, value = pair.partition("=")
+                query[name] = value  # the last of a repeated name, as dict(request.query) keeps
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
@@ -276,7 +290,7 @@ class Connection(asyncio.Protocol):
         tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         if "upgrade" in tokens:
             return None, 0
-        return _Request(headers, b"", "close" not in tokens, route), length
+        return _Request(headers, query, "close" not in tokens, route), length
 
     def _handoff(self) -> None:
         """Give the connection, with the bytes not yet consumed, to aiohttp for good."""
@@ -308,7 +322,7 @@ class Connection(asyncio.Protocol):
         keep = req.keep_alive
         try:
             try:
-                status = await route.handler(lane, self, req)
+                status = await _relay(lane, self, req)
             except RelayError as err:
                 status = self._answer_error(route.dialect, err)
             except asyncio.CancelledError:

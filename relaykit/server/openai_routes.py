@@ -35,13 +35,19 @@ async def authenticate(request: web.Request) -> tuple[Services, Caller]:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     svc, caller = await authenticate(request)
     body = await read_json(request)
+    call = chat_call(body, caller, request.remote or "", await request.read(), lower_headers(request),
+                     dict(request.query))
+    return await send(request, await svc.pipeline.chat(call))
+
+
+def chat_call(body: Any, caller: Caller, ip: str, raw: bytes, headers: dict[str, str],
+              query: dict[str, str]) -> ChatCall:
+    """The checks and the call of a chat completion (also the fast lane's: server/fastlane.py)."""
     problem = openai_chat.validate_request(body)
     if problem:
         raise InvalidRequest(problem)
-    call = ChatCall(openai_chat.NAME, body, body["model"], bool(body.get("stream", False)), caller,
-                    request.remote or "", include_usage=openai_chat.wants_usage(body),
-                    raw=await request.read(), headers=lower_headers(request))
-    return await send(request, await svc.pipeline.chat(call))
+    return ChatCall(openai_chat.NAME, body, body["model"], bool(body.get("stream", False)), caller, ip,
+                    include_usage=openai_chat.wants_usage(body), raw=raw, headers=headers)
 
 
 def lower_headers(request: web.Request) -> dict[str, str]:

@@ -55,15 +55,22 @@ def _to_hub(module: Any, body: dict[str, Any], model: str) -> dict[str, Any]:
 async def messages(request: web.Request) -> web.StreamResponse:
     svc, caller = await authenticate(request)
     body = await read_json(request)
+    call = messages_call(body, caller, request.remote or "", await request.read(), lower_headers(request),
+                         dict(request.query))
+    return await send(request, await svc.pipeline.chat(call))
+
+
+def messages_call(body: Any, caller: Caller, ip: str, raw: bytes, headers: dict[str, str],
+                  query: dict[str, str]) -> ChatCall:
+    """The checks and the call of an Anthropic message (also the fast lane's)."""
     model = _require_model(body)
     if not isinstance(body.get("messages"), list):
         raise InvalidRequest("The 'messages' field is required and must be an array.")
     mt = body.get("max_tokens")
     if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 1):
         raise InvalidRequest("The 'max_tokens' field must be a positive integer.")
-    call = ChatCall("anthropic", body, model, bool(body.get("stream", False)), caller, request.remote or "",
-                    raw=await request.read(), headers=lower_headers(request), query=dict(request.query))
-    return await send(request, await svc.pipeline.chat(call))
+    return ChatCall("anthropic", body, model, bool(body.get("stream", False)), caller, ip, raw=raw,
+                    headers=headers, query=query)
 
 
 @dialect("anthropic")
@@ -85,12 +92,19 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def responses(request: web.Request) -> web.StreamResponse:
     svc, caller = await authenticate(request)
     body = await read_json(request)
+    call = responses_call(body, caller, request.remote or "", await request.read(), lower_headers(request),
+                          dict(request.query))
+    return await send(request, await svc.pipeline.chat(call))
+
+
+def responses_call(body: Any, caller: Caller, ip: str, raw: bytes, headers: dict[str, str],
+                   query: dict[str, str]) -> ChatCall:
+    """The checks and the call of an OpenAI Responses request (also the fast lane's)."""
     model = _require_model(body)
     if "input" not in body and "instructions" not in body:
         raise InvalidRequest("The 'input' field is required.")
-    call = ChatCall("openai_responses", body, model, bool(body.get("stream", False)), caller,
-                    request.remote or "", raw=await request.read(), headers=lower_headers(request))
-    return await send(request, await svc.pipeline.chat(call))
+    return ChatCall("openai_responses", body, model, bool(body.get("stream", False)), caller, ip, raw=raw,
+                    headers=headers)
 
 
 @dialect(openai_chat.NAME)

@@ -124,7 +124,7 @@ async def test_what_the_lane_does_not_parse_goes_to_aiohttp_whole(relay: Relay, 
     elif case == "expect":
         raw = chat_request(key, extra="Expect: 100-continue\r\n")
     elif case == "query":
-        raw = chat_request(key, target="/v1/chat/completions?trace=1")
+        raw = chat_request(key, target="/v1/chat/completions?trace=a%20b")  # encoded: aiohttp decodes it
     elif case == "http10":
         raw = chat_request(key, version="HTTP/1.0")
     elif case == "duplicate":
@@ -148,6 +148,38 @@ async def test_what_the_lane_does_not_parse_goes_to_aiohttp_whole(relay: Relay, 
         assert status == 200, resp
         assert orjson.loads(resp)["choices"][0]["message"]["content"].endswith("You said: ping")
         await relay.settled(1)
+
+
+async def test_anthropic_and_responses_requests_ride_the_lane_with_their_own_error_shapes(relay: Relay,
+                                                                                        conn) -> None:
+    reader, writer = conn
+    key = relay.token("ann")
+    message = orjson.dumps({"model": "mock-gpt", "max_tokens": 64,
+                            "messages": [{"role": "user", "content": "ping"}]})
+    # Claude Code's request line: /v1/messages?beta=true
+    writer.write(chat_request(key, message, target="/v1/messages?beta=true",
+                              extra="anthropic-version: 2023-06-01\r\n"))
+    status, headers, body = await read_response(reader)
+    assert status == 200 and "server" not in headers
+    answer = orjson.loads(body)
+    assert answer["type"] == "message" and answer["content"][0]["text"].endswith("You said: ping")
+
+    writer.write(chat_request("sk-not-a-key-of-this-relay", message, target="/v1/messages"))
+    status, headers, body = await read_response(reader)
+    assert status == 401 and "server" not in headers
+    err = orjson.loads(body)
+    assert err["type"] == "error" and err["error"]["type"] == "authentication_error"
+
+    writer.write(chat_request(key, orjson.dumps({"model": "mock-gpt", "input": "ping"}), target="/v1/responses"))
+    status, headers, body = await read_response(reader)
+    assert status == 200 and "server" not in headers
+    assert orjson.loads(body)["object"] == "response"
+
+    writer.write(chat_request(key, orjson.dumps({"model": "mock-gpt"}), target="/v1/responses"))
+    status, _, body = await read_response(reader)
+    assert status == 400 and orjson.loads(body)["error"]["message"] == "The 'input' field is required."
+    await relay.settled(2)
+    assert sorted(lg["dialect"] for lg in relay.logs()) == ["anthropic", "openai_responses"]
 
 
 async def test_an_oversized_body_is_refused_in_the_openai_format(relay_factory: StartRelay,
