@@ -4,7 +4,7 @@ Where it sits: it is the protocol of the listening socket, so every connection s
 here.  A request the lane knows (``POST`` to ``/v1/chat/completions``, ``/v1/messages``
 or ``/v1/responses`` with a plain Content-Length body) is parsed, authenticated and
 relayed without aiohttp's request and response objects and middleware chain, which cost
-~150 us of the ~700 us a relayed request took at concurrency 1 (scripts/bench).
+80-110 us of the ~700 us a relayed request took at concurrency 1 (scripts/bench).
 Anything else is *handed off*: another route or method, an encoded query string,
 HTTP/1.0, a chunked, compressed or oversized body,
 ``Expect``, ``Upgrade``, a duplicate header, any byte the lane's strict parse does not
