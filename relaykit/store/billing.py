@@ -94,7 +94,7 @@ def release_stale_holds(t: Tables, older_than: float | None = None) -> int:
     count = 0
     for hold in list(q):
         with t.db.atomic():
-            if t.Hold.delete().where(t.Hold.id == hold.id).execute() != 1:
+            if t.Hold.delete().where(t.Hold.request_id == hold.request_id).execute() != 1:
                 continue
             t.User.update(balance=t.User.balance + hold.amount).where(t.User.id == hold.user_id).execute()
             if hold.token_limited:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import peewee as pw
+
 from .tables import Tables
 
 Step = Callable[[Tables], None]
@@ -42,12 +44,25 @@ def _lighter_logs(t: Tables) -> None:
                      'ON "request_log" ("user_id", "created_at")')
 
 
+def _keyed_holds(t: Tables) -> None:
+    """Issue 9: holds keyed by their request id (WITHOUT ROWID on SQLite), no id column."""
+    db = t.db
+    db.execute_sql('ALTER TABLE "hold" RENAME TO "hold_old"')
+    if not isinstance(db, pw.SqliteDatabase):  # PostgreSQL: the new key's index takes the old name
+        db.execute_sql('ALTER TABLE "hold_old" RENAME CONSTRAINT "hold_pkey" TO "hold_old_pkey"')
+    t.Hold.create_table(safe=False)
+    columns = ", ".join(f'"{f.column_name}"' for f in t.Hold._meta.sorted_fields)
+    db.execute_sql(f'INSERT INTO "hold" ({columns}) SELECT {columns} FROM "hold_old"')
+    db.execute_sql('DROP TABLE "hold_old"')
+
+
 MIGRATIONS: tuple[tuple[int, str, Step], ...] = (
     (1, "initial schema", _initial),
     (2, "sessions and redemption cards", _accounts),
     (3, "long-running tasks", _tasks),
     (4, "holds without a user index", _lighter_holds),
     (5, "request logs with one index", _lighter_logs),
+    (6, "holds keyed by request id", _keyed_holds),
 )
 
 

@@ -94,8 +94,12 @@ def build_tables(db: pw.Database) -> Tables:
         created_at = pw.DoubleField(default=now)
 
     class Hold(Base):
-        """Quota reserved for a request in flight; released or settled exactly once."""
-        request_id = pw.CharField(max_length=64, unique=True)
+        """Quota reserved for a request in flight; released or settled exactly once.
+
+        Keyed by the request id itself, and on SQLite stored WITHOUT ROWID: one B-tree
+        where a rowid table and a unique index were two, a WAL page fewer in both of the
+        request's commits (migration 6)."""
+        request_id = pw.CharField(max_length=64, primary_key=True)
         # no index on user: holds live for one request and the table stays small, while an
         # index page more is written to the WAL twice per request (migration 4 drops it)
         user = pw.ForeignKeyField(User, on_delete="CASCADE", index=False)
@@ -104,6 +108,9 @@ def build_tables(db: pw.Database) -> Tables:
         amount = pw.BigIntegerField()
         model = pw.CharField(max_length=128, default="")
         created_at = pw.DoubleField(default=now)
+
+        class Meta:
+            without_rowid = isinstance(db, pw.SqliteDatabase)
 
     class Ledger(Base):
         """Append-only record of every balance change (SPEC §6.1)."""

@@ -153,3 +153,44 @@ def test_repositories_behave_the_same_on_both_databases(kind: str, tmp_path: Any
         ("refund", 50), ("charge", -150), ("topup", 1000)]
     assert all(line.ok for line in s.tx(billing.audit))
     s.stop()
+
+
+def test_migration_6_rekeys_an_older_postgres_hold_table_and_keeps_its_open_holds(pg_url: str) -> None:  # noqa: F811
+    s = Store(pg_url)
+    try:
+        s.migrate()
+        uid = s.tx(lambda t: accounts.create_user(t, "ann").id)
+        s.tx(lambda t: billing.topup(t, "ann", 1000))
+
+        def as_before_6(t: Any) -> None:
+            # the hold table as migrations 1-5 made it on PostgreSQL: a serial id and a unique index
+            t.db.execute_sql('DROP TABLE "hold"')
+            t.db.execute_sql('CREATE TABLE "hold" ("id" SERIAL NOT NULL PRIMARY KEY, "request_id" VARCHAR(64) NOT NULL, '
+                             '"user_id" INTEGER NOT NULL REFERENCES "user" ("id") ON DELETE CASCADE, '
+                             '"token_id" INTEGER, "token_limited" BOOLEAN NOT NULL, "amount" BIGINT NOT NULL, '
+                             '"model" VARCHAR(128) NOT NULL, "created_at" DOUBLE PRECISION NOT NULL)')
+            t.db.execute_sql('CREATE UNIQUE INDEX "hold_request_id" ON "hold" ("request_id")')
+            t.db.execute_sql('INSERT INTO "hold" ("request_id", "user_id", "token_limited", "amount", "model", '
+                             '"created_at") VALUES (%s, %s, false, 300, %s, 1.0)', ("req-in-flight", uid, "m"))
+            t.User.update(balance=t.User.balance - 300).where(t.User.id == uid).execute()
+            t.Migration.delete().where(t.Migration.id == 6).execute()
+        s.tx(as_before_6)
+        assert s.migrate() == ["holds keyed by request id"]
+
+        def shape(t: Any) -> tuple[list[str], list[tuple[Any, ...]], list[str]]:
+            cols = [r[0] for r in t.db.execute_sql(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'hold' ORDER BY ordinal_position")]
+            key = [r[0] for r in t.db.execute_sql(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '\"hold\"'::regclass AND i.indisprimary")]
+            rows = [tuple(r) for r in t.db.execute_sql('SELECT "request_id", "user_id", "amount" FROM "hold"')]
+            return cols, rows, key
+        cols, rows, key = s.tx(shape)
+        assert "id" not in cols and key == ["request_id"] and rows == [("req-in-flight", uid, 300)]
+        assert all(line.ok for line in s.tx(billing.audit))
+        ticket = billing.HoldTicket("req-in-flight", uid, None, False, 300)
+        assert s.tx(lambda t: billing.settle_hold(t, ticket, 120, None)) == 120
+        assert s.tx(lambda t: accounts.user_row(t, "ann").balance) == 880
+        assert all(line.ok for line in s.tx(billing.audit))
+    finally:
+        s.close()

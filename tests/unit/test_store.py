@@ -136,9 +136,9 @@ def test_migration_4_drops_the_hold_user_index_of_an_older_database(tmp_path: Pa
     def hold_indexes(t):  # type: ignore[no-untyped-def]
         return sorted(r[0] for r in t.db.execute_sql(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'hold'"))
-    assert s.tx(hold_indexes) == ["hold_request_id", "hold_user_id"]
+    assert s.tx(hold_indexes) == ["hold_user_id"]
     assert s.migrate() == ["holds without a user index"]
-    assert s.tx(hold_indexes) == ["hold_request_id"]
+    assert s.tx(hold_indexes) == []  # the key is the table itself (migration 6)
 
 
 def test_migration_5_leaves_request_logs_one_index_that_the_user_pages_use(tmp_path: Path) -> None:
@@ -182,3 +182,38 @@ def test_prune_takes_the_oldest_rows_in_batches_and_stops_at_the_first_recent_on
     assert store.tx(lambda t: logs_repo.prune(t, week, batch=2)) == 0
     left = store.tx(lambda t: [r.request_id for r in t.RequestLog.select().order_by(t.RequestLog.id)])
     assert left == ["r4", "r5"]
+
+
+def test_migration_6_keys_holds_by_request_id_and_keeps_the_open_ones(tmp_path: Path) -> None:
+    import sqlite3
+    s = Store(f"sqlite:///{tmp_path}/old.db")
+    s.migrate()
+    uid = s.tx(lambda t: accounts.create_user(t, "ann").id)
+    s.tx(lambda t: billing.topup(t, "ann", 1000))
+
+    def as_before_6(t):  # type: ignore[no-untyped-def]
+        # the hold table as migrations 1-5 left it: a rowid table with a unique index, and
+        # one request in flight (its quota out of the balance)
+        t.db.execute_sql('DROP TABLE "hold"')
+        t.db.execute_sql('CREATE TABLE "hold" ("id" INTEGER NOT NULL PRIMARY KEY, "request_id" VARCHAR(64) NOT NULL, '
+                         '"user_id" INTEGER NOT NULL, "token_id" INTEGER, "token_limited" INTEGER NOT NULL, '
+                         '"amount" INTEGER NOT NULL, "model" VARCHAR(128) NOT NULL, "created_at" REAL NOT NULL, '
+                         'FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE)')
+        t.db.execute_sql('CREATE UNIQUE INDEX "hold_request_id" ON "hold" ("request_id")')
+        t.db.execute_sql('INSERT INTO "hold" VALUES (7, ?, ?, NULL, 0, 300, ?, 1.0)', ("req-in-flight", uid, "m"))
+        t.User.update(balance=t.User.balance - 300).where(t.User.id == uid).execute()
+        t.Migration.delete().where(t.Migration.id == 6).execute()
+    s.tx(as_before_6)
+    assert s.migrate() == ["holds keyed by request id"]
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'hold'").fetchone()[0]
+        assert "WITHOUT ROWID" in ddl and '"id" INTEGER' not in ddl
+        assert conn.execute("SELECT request_id, user_id, amount FROM hold").fetchall() == [("req-in-flight", uid, 300)]
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'hold_%'").fetchall() == []
+    assert all(line.ok for line in s.tx(billing.audit))  # balance 700 = ledger 1000 - the open 300
+    # the hold settles as any other: by its request id, exactly once
+    ticket = billing.HoldTicket("req-in-flight", uid, None, False, 300)
+    assert s.tx(lambda t: billing.settle_hold(t, ticket, 120, None)) == 120
+    assert s.tx(lambda t: billing.settle_hold(t, ticket, 120, None)) == 0
+    assert s.tx(lambda t: accounts.user_row(t, "ann").balance) == 880
+    assert all(line.ok for line in s.tx(billing.audit))
