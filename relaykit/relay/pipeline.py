@@ -538,14 +538,16 @@ class Pipeline:
             "attempts": orjson.dumps(run.attempts).decode(), "client_ip": call.client_ip[:64],
             "created_at": self.clock(),
         }
-        fut = self.store.writer.submit_async(partial(billing.settle_hold, ticket=run.ticket, actual=actual, log_row=row))
+        # must_run: a request cancelled now (client gone, drain) is still settled
+        fut = self.store.writer.submit_async(partial(billing.settle_hold, ticket=run.ticket, actual=actual,
+                                                     log_row=row), must_run=True)
         # the bookkeeping that needs no database runs while the writer commits
         run.lease.release(usage.total_tokens if usage else 0)
         if run.channel is not None and status < 500 and status != 499 and run.first_byte_ms is not None:
             self.health.success(run.channel.name)
         self.metrics.settled(row)
         try:
-            await asyncio.shield(fut)
+            await fut
         except asyncio.CancelledError:
             raise
         except Exception:

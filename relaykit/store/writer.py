@@ -59,19 +59,21 @@ class Writer:
         self._q.put((fn, fut, None))
         return fut
 
-    def submit_async(self, fn: Callable[[Tables], T]) -> asyncio.Future[T]:
+    def submit_async(self, fn: Callable[[Tables], T], *, must_run: bool = False) -> asyncio.Future[T]:
         """Queue ``fn`` from the event loop; the result arrives on an asyncio future.
 
         The hot path's form: the writer resolves all of a batch's futures of one loop
         with a single ``call_soon_threadsafe``, instead of a wake-up per operation.
-        Cancelling the future before the writer reaches the operation skips it.
+        Cancelling the future before the writer reaches the operation skips it, unless
+        ``must_run``: a settlement runs whether or not its caller is still waiting (what
+        ``asyncio.shield`` gave, without its extra future and loop iteration per request).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
             fut.set_exception(ServiceUnavailable("The database writer is not running."))
             return fut
-        self._q.put((fn, fut, loop))
+        self._q.put((fn, fut, loop) if not must_run else (fn, fut, loop, True))
         return fut
 
     async def run(self, fn: Callable[[Tables], T]) -> T:
@@ -132,7 +134,7 @@ class Writer:
         db = self._t.db
         # an operation whose caller gave up before it ran is skipped; once running, it can no
         # longer be cancelled, so resolving its future below cannot fail
-        batch = [item for item in batch if _claim(item[1])]
+        batch = [item[:3] for item in batch if len(item) == 4 or _claim(item[1])]
         if not batch:
             return []
         outcomes: list[_Outcome] = []

@@ -217,3 +217,21 @@ def test_migration_6_keys_holds_by_request_id_and_keeps_the_open_ones(tmp_path: 
     assert s.tx(lambda t: billing.settle_hold(t, ticket, 120, None)) == 0
     assert s.tx(lambda t: accounts.user_row(t, "ann").balance) == 880
     assert all(line.ok for line in s.tx(billing.audit))
+
+
+async def test_a_cancelled_wait_skips_a_queued_write_unless_it_must_run(store: Store) -> None:
+    """A hold whose request is gone before the writer reaches it is skipped; a settlement
+    (must_run) is committed though its request was cancelled while it waited."""
+    import asyncio
+    store.tx(lambda t: accounts.create_user(t, "u"))
+    gate = threading.Event()
+    blocker = store.writer.submit(lambda t: gate.wait(5))  # the writer is busy: both wait in its queue
+    skipped = store.writer.submit_async(lambda t: billing.topup(t, "u", 1))
+    kept = store.writer.submit_async(lambda t: billing.topup(t, "u", 10), must_run=True)
+    skipped.cancel()
+    kept.cancel()
+    gate.set()
+    blocker.result(5)
+    done = store.writer.submit_async(lambda t: accounts.user_row(t, "u").balance)
+    assert await asyncio.wait_for(done, 5) == 10  # queued after both, so both were decided
+    assert kept.cancelled() and skipped.cancelled()
