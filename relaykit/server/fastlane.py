@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -63,7 +64,6 @@ _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # a query the lane takes apart itself: plain names and values (Claude Code's ?beta=true);
 # anything percent-encoded or otherwise unusual is aiohttp's to decode
 _QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
-_PREFIX = b"POST /v1/"  # what every lane route's request line starts with
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 
 
@@ -96,6 +96,8 @@ ROUTES: dict[bytes, _Route] = {
     b"/v1/messages": _Route("/v1/messages", "anthropic", messages_call),  # Claude Code adds ?beta=true
     b"/v1/responses": _Route("/v1/responses", openai_chat.NAME, responses_call),
 }
+# what every lane route's request line starts with: a buffer that cannot become one goes early
+_PREFIX = b"POST " + os.path.commonprefix(list(ROUTES))
 
 
 async def _relay(lane: Lane, conn: Connection, req: _Request) -> int:

@@ -56,7 +56,7 @@ class Writer:
         if self._thread is None:
             fut.set_exception(ServiceUnavailable("The database writer is not running."))
             return fut
-        self._q.put((fn, fut, None))
+        self._q.put((fn, fut, None, False))
         return fut
 
     def submit_async(self, fn: Callable[[Tables], T], *, must_run: bool = False) -> asyncio.Future[T]:
@@ -73,7 +73,7 @@ class Writer:
         if self._thread is None:
             fut.set_exception(ServiceUnavailable("The database writer is not running."))
             return fut
-        self._q.put((fn, fut, loop) if not must_run else (fn, fut, loop, True))
+        self._q.put((fn, fut, loop, must_run))
         return fut
 
     async def run(self, fn: Callable[[Tables], T]) -> T:
@@ -134,7 +134,7 @@ class Writer:
         db = self._t.db
         # an operation whose caller gave up before it ran is skipped; once running, it can no
         # longer be cancelled, so resolving its future below cannot fail
-        batch = [item[:3] for item in batch if len(item) == 4 or _claim(item[1])]
+        batch = [item for item in batch if item[3] or _claim(item[1])]
         if not batch:
             return []
         outcomes: list[_Outcome] = []
@@ -157,7 +157,7 @@ class Writer:
             if not db.is_closed():
                 db.close()
             failed = ServiceUnavailable("The database is unavailable; nothing was charged.")
-            return [(fut, loop, None, failed) for _, fut, loop in batch]
+            return [(fut, loop, None, failed) for _, fut, loop, _ in batch]
         self.commits += 1
         self.operations += len(batch)
         return outcomes
@@ -171,7 +171,7 @@ class Writer:
         cost more than the statements), so a failing one undoes only itself.
         """
         if len(batch) == 1:
-            fn, fut, loop = batch[0]
+            fn, fut, loop, _ = batch[0]
             try:
                 with db.atomic():
                     return [(fut, loop, fn(self._t), None)]
@@ -185,7 +185,7 @@ class Writer:
         outcomes: list[_Outcome] = []
         with db.atomic():
             conn = db.connection()
-            for fn, fut, loop in batch:
+            for fn, fut, loop, _ in batch:
                 conn.execute("SAVEPOINT relaykit_op")
                 try:
                     result = fn(self._t)
@@ -221,7 +221,8 @@ class Writer:
                 pass
 
 
-_Item = tuple[Callable[[Tables], Any], Any, "asyncio.AbstractEventLoop | None"]
+# (operation, its future, the loop to resolve it on or None, must it run though cancelled)
+_Item = tuple[Callable[[Tables], Any], Any, "asyncio.AbstractEventLoop | None", bool]
 _Outcome = tuple[Any, "asyncio.AbstractEventLoop | None", Any, "BaseException | None"]
 
 
