@@ -43,6 +43,7 @@ class ServerSettings:
     max_body_mb: float = 32.0
     drain_seconds: float = 30.0
     expose_overhead: bool = False
+    batch_scheduling: bool = True  # Linux SCHED_BATCH for serve's threads (cli/sched.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,7 @@ def parse_yaml(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
 
 _TOP = {"server", "database", "redis", "billing", "logs", "retry", "health", "limits", "groups", "models",
         "channels", "accounts", "ops", "models_file", "tasks"}
-_SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead"}
+_SERVER = {"host", "port", "max_body_mb", "drain_seconds", "expose_overhead", "batch_scheduling"}
 _BILLING = {"quota_per_usd", "default_max_tokens", "checkin", "timezone"}
 _ACCOUNTS = {"self_registration", "session_days", "card_key_file"}
 _CHECKIN = {"enabled", "min_usd", "max_usd"}
@@ -586,12 +587,17 @@ def build_settings(raw: Any, lines: dict[tuple[Any, ...], int], *, path: str,
     top = v.mapping(raw, (), _TOP, "the configuration")
 
     s = v.mapping(top.get("server"), ("server",), _SERVER, "server")
+    batch_scheduling = s.get("batch_scheduling", True)
+    if not isinstance(batch_scheduling, bool):
+        v.err(("server", "batch_scheduling"), "server.batch_scheduling must be true or false")
+        batch_scheduling = True
     server = ServerSettings(
         host=str(s.get("host", "127.0.0.1")),
         port=_port(v, s.get("port", 3000)),
         max_body_mb=v.number(s.get("max_body_mb", 32), ("server", "max_body_mb"), "server.max_body_mb") or 32,
         drain_seconds=v.number(s.get("drain_seconds", 30), ("server", "drain_seconds"), "server.drain_seconds") or 0,
         expose_overhead=bool(s.get("expose_overhead", False)),
+        batch_scheduling=batch_scheduling,
     )
     db = v.mapping(top.get("database"), ("database",), {"url", "stale_hold_minutes"}, "database")
     db_url = str(db.get("url") or "sqlite:///{data_dir}/relaykit.db")

@@ -18,6 +18,7 @@ import typer
 from aiohttp import web
 
 from ..errors import CliError, ConfigError
+from ..server import scheduling
 from ..settings import load_settings, resolve_config_path
 from ..store import accounts, billing
 from ..store.pg import is_postgres_url
@@ -44,6 +45,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="Listen address (defa
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path, bind_host, bind_port = str(resolve_config_path(config)), host or s.server.host, (
         s.server.port if port is None else port)
+    scheduling.apply(s.server.batch_scheduling)  # before any thread or worker starts: they inherit it
     if workers == 1:
         _run(_serve(path, bind_host, bind_port))
     else:

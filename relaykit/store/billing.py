@@ -19,7 +19,7 @@ import peewee as pw
 
 from ..errors import InsufficientQuota, NotFoundError, PermissionDenied, RelayError
 from .accounts import bump_changes
-from .hotsql import run
+from .hotsql import flat, run
 from .tables import Tables, now
 
 
@@ -32,6 +32,7 @@ class HoldTicket:
     amount: int
 
 
+@flat
 def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None, token_limited: bool,
                amount: int, model: str) -> HoldTicket:
     """Reserve ``amount``; raise InsufficientQuota without changing anything when it does not fit."""
@@ -51,6 +52,7 @@ def place_hold(t: Tables, *, request_id: str, user_id: int, token_id: int | None
     return HoldTicket(request_id, user_id, token_id, token_limited, amount)
 
 
+@flat
 def settle_hold(t: Tables, ticket: HoldTicket, actual: int, log_row: dict[str, Any] | None) -> int:
     """Close the hold, charge ``actual`` and write the ledger entry and the request log row.
 

@@ -8,9 +8,12 @@ parameters.  The parameter order is the order each builder below passes its valu
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import peewee as pw
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Distinct sentinels make each compiled statement's parameter order explicit.
 _A, _B, _C = 1_000_001, 1_000_002, 1_000_003
@@ -53,3 +56,16 @@ def run(db: pw.Database, sql: str, params: list[Any]) -> int:
     if isinstance(db, pw.SqliteDatabase):
         return int(db.connection().execute(sql, params).rowcount)
     return int(db.execute_sql(sql, params).rowcount)
+
+
+def flat(fn: F) -> F:
+    """Mark a write operation made only of single statements: it opens no transaction or
+    savepoint of its own.  Alone in a writer batch, such an operation runs between a bare
+    BEGIN and COMMIT on the SQLite driver (store/writer.py) instead of inside peewee's
+    transaction object, whose bookkeeping cost more than the hold's statements themselves."""
+    fn.relaykit_flat = True  # type: ignore[attr-defined]
+    return fn
+
+
+def is_flat(fn: Callable[..., Any]) -> bool:
+    return bool(getattr(getattr(fn, "func", fn), "relaykit_flat", False))  # functools.partial too

@@ -5,6 +5,7 @@ SIGTERM; the request then shows up in logs tail, usage and a passing audit."""
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import time
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import orjson
+import pytest
 from tests.cli.cli_support import QUOTA_PER_USD, spawn
 
 
@@ -94,3 +96,33 @@ def test_serve_relays_bills_logs_and_stops(cli, env) -> None:
     assert cli("user", "show", "alice", "--json", "--config", env.config).json["quota"] == QUOTA_PER_USD - spent
     r = cli("audit", "--json", "--config", env.config)
     assert r.code == 0 and r.json["ok"] is True
+
+
+def _policies(pid: int) -> set[int]:
+    """The scheduling policy of every thread of a running process."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is a Linux scheduling policy")
+@pytest.mark.parametrize("setting, policy", [(None, "SCHED_BATCH"), ("false", "SCHED_OTHER")])
+def test_serve_runs_every_thread_with_the_configured_scheduling_policy(env, setting, policy) -> None:
+    """server.batch_scheduling (default true): the loop, the writer, the checkpointer and
+    every other thread serve starts inherit SCHED_BATCH (server/scheduling.py)."""
+    if setting is not None:
+        text = env.config.read_text()
+        env.config.write_text(text.replace("  port: 0\n", f"  port: 0\n  batch_scheduling: {setting}\n"))
+    with spawn("serve", "--port", "0", "--config", env.config, cwd=env.dir) as (proc, out):
+        out.wait_for(lambda s: "listening on" in s, timeout=20)
+        threads = os.listdir(f"/proc/{proc.pid}/task")
+        assert len(threads) >= 3  # the loop, the database writer, the checkpointer at least
+        assert _policies(proc.pid) == {getattr(os, policy)}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_batch_scheduling_setting_that_is_not_a_boolean_is_one_clear_error(cli, env) -> None:
+    text = env.config.read_text()
+    env.config.write_text(text.replace("  port: 0\n", "  port: 0\n  batch_scheduling: sometimes\n"))
+    r = cli("serve", "--config", env.config)
+    assert r.code != 0
+    assert "server.batch_scheduling must be true or false" in r.err and "Traceback" not in r.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,41 @@ def test_hold_is_conditional_and_settlement_is_exact(store: Store) -> None:
     # settling twice changes nothing
     assert store.writer.call(lambda t: billing.settle_hold(t, ticket, 35, None)) == 0
     assert store.tx(lambda t: accounts.user_row(t, "u").balance) == 65
+    assert all(a.ok for a in store.tx(billing.audit))
+
+
+def test_hold_and_settlement_alone_in_a_batch_commit_or_roll_back_whole(store: Store) -> None:
+    """place_hold and settle_hold are flat: alone in a batch they run on the bare driver
+    (writer._bare_transaction).  A hold refused half-way must undo its first statement and
+    leave the connection ready for the next operation."""
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    store.tx(lambda t: billing.topup(t, "u", 100))
+    token = store.tx(lambda t: accounts.create_token(t, user_id=uid, name="small", quota=10, expires_at=None,
+                                                     group=None, models=[], ips=[], rpm=None, tpm=None)[0])
+    hold = partial(billing.place_hold, user_id=uid, token_id=token.id, token_limited=True, model="m")
+    # the user's balance covers 30, the token's quota does not: the user update is undone
+    with pytest.raises(InsufficientQuota, match="token's quota"):
+        store.writer.call(partial(hold, request_id="r1", amount=30))
+    assert store.tx(lambda t: accounts.user_row(t, "u").balance) == 100
+    ticket = store.writer.call(partial(hold, request_id="r2", amount=8))
+    assert store.tx(lambda t: (accounts.user_row(t, "u").balance, t.Token.get_by_id(token.id).remain_quota)) == (92, 2)
+    assert store.writer.call(partial(billing.settle_hold, ticket=ticket, actual=5, log_row=None)) == 5
+    assert store.tx(lambda t: (accounts.user_row(t, "u").balance, t.Token.get_by_id(token.id).remain_quota)) == (95, 5)
+    assert [e["kind"] for e in store.tx(lambda t: billing.ledger_entries(t, uid))] == ["charge", "topup"]
+    assert all(a.ok for a in store.tx(billing.audit))
+
+
+def test_a_flat_operation_that_breaks_is_rolled_back_and_the_writer_goes_on(store: Store) -> None:
+    uid = store.tx(lambda t: accounts.create_user(t, "u").id)
+    store.tx(lambda t: billing.topup(t, "u", 100))
+    ticket = store.writer.call(partial(billing.place_hold, request_id="r1", user_id=uid, token_id=None,
+                                       token_limited=False, amount=40, model="m"))
+    # a log row the table refuses (no request id): the insert fails after the money statements ran
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.writer.call(partial(billing.settle_hold, ticket=ticket, actual=10, log_row={"request_id": None}))
+    assert store.tx(lambda t: (accounts.user_row(t, "u").balance, t.Hold.select().count())) == (60, 1)
+    assert store.writer.call(partial(billing.settle_hold, ticket=ticket, actual=10, log_row=None)) == 10
+    assert store.tx(lambda t: (accounts.user_row(t, "u").balance, t.Hold.select().count())) == (90, 0)
     assert all(a.ok for a in store.tx(billing.audit))
 
 
