@@ -181,6 +181,10 @@ def main() -> int:
     two = cores() >= 2
     relay_core, load_core = (0, 1) if two else (None, None)
     upstream_core = relay_core if args.upstream_core == "relay" else load_core
+    if load_core is not None and hasattr(os, "sched_setaffinity"):
+        # this process is the asyncio load generator (streams, open loop, held streams):
+        # it belongs on the load core too, never beside relaykit (children are pinned by taskset)
+        os.sched_setaffinity(0, {load_core})
     use_wrk = shutil.which("wrk") is not None and not args.quick
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
