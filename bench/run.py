@@ -178,7 +178,8 @@ def main() -> int:
         args.seconds, args.rounds, args.streams, args.rate = 1.0, 1, 50, 100.0
     conc_json = [1, 4] if args.quick else [1, 16, 64, 256]
     conc_stream = [1, 4] if args.quick else [1, 16, 256]
-    two = cores() >= 2
+    ncores = cores()  # before this process pins itself below
+    two = ncores >= 2
     relay_core, load_core = (0, 1) if two else (None, None)
     upstream_core = relay_core if args.upstream_core == "relay" else load_core
     if load_core is not None and hasattr(os, "sched_setaffinity"):
@@ -188,7 +189,7 @@ def main() -> int:
     use_wrk = shutil.which("wrk") is not None and not args.quick
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
-    results: dict[str, Any] = {"machine": {"cores": cores(), "pinned": two, "load_generator": "wrk" if use_wrk
+    results: dict[str, Any] = {"machine": {"cores": ncores, "pinned": two, "load_generator": "wrk" if use_wrk
                                            else "asyncio", "upstream_core": args.upstream_core,
                                            "database_dir": str(Path(args.db_dir or tempfile.gettempdir()).resolve()),
                                            "database_fs": filesystem(Path(args.db_dir or tempfile.gettempdir()))},
