@@ -43,7 +43,7 @@ class ServerSettings:
     max_body_mb: float = 32.0
     drain_seconds: float = 30.0
     expose_overhead: bool = False
-    batch_scheduling: bool = True  # Linux SCHED_BATCH for serve's threads (cli/sched.py)
+    batch_scheduling: bool = True  # Linux SCHED_BATCH for serve's threads (server/scheduling.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,7 +212,7 @@ class Writer:
 
         The same statements peewee's ``atomic()`` sends (IMMEDIATE, as store/db.py sets, so
         two processes never deadlock on a lock upgrade), without its Python bookkeeping:
-        about 15 us per transaction, two transactions per relayed request.
+        about 15 us per transaction in a tight loop here, two transactions per relayed request.
         """
         conn = db.connection()
         conn.execute("BEGIN IMMEDIATE")
