@@ -179,13 +179,8 @@ class Writer:
             try:
                 with db.atomic():
                     return [(fut, loop, fn(self._t), None)]
-            except RelayError as exc:
-                return [(fut, loop, None, exc)]
             except Exception as exc:
-                if retryable(exc):
-                    raise
-                log.exception("write operation failed")
-                return [(fut, loop, None, exc)]
+                return [_failed(exc, fut, loop)]
         outcomes: list[_Outcome] = []
         with db.atomic():
             conn = db.connection()
@@ -194,13 +189,9 @@ class Writer:
                 try:
                     result = fn(self._t)
                 except Exception as exc:
-                    if retryable(exc):
-                        raise  # the whole transaction must go to free its locks
+                    outcomes.append(_failed(exc, fut, loop))  # a deadlock raises: the whole transaction goes
                     conn.execute("ROLLBACK TO SAVEPOINT relaykit_op")
                     conn.execute("RELEASE SAVEPOINT relaykit_op")
-                    if not isinstance(exc, RelayError):  # an operation's bug must not sink the batch
-                        log.exception("write operation failed")
-                    outcomes.append((fut, loop, None, exc))
                     continue
                 conn.execute("RELEASE SAVEPOINT relaykit_op")
                 outcomes.append((fut, loop, result, None))
@@ -220,12 +211,9 @@ class Writer:
             result = fn(self._t)
         except BaseException as exc:
             conn.execute("ROLLBACK")
-            if isinstance(exc, RelayError):
-                return (fut, loop, None, exc)
-            if not isinstance(exc, Exception) or retryable(exc):
+            if not isinstance(exc, Exception):
                 raise
-            log.exception("write operation failed")
-            return (fut, loop, None, exc)
+            return _failed(exc, fut, loop)
         conn.execute("COMMIT")
         return (fut, loop, result, None)
 
@@ -251,6 +239,20 @@ class Writer:
 # (operation, its future, the loop to resolve it on or None, must it run though cancelled)
 _Item = tuple[Callable[[Tables], Any], Any, "asyncio.AbstractEventLoop | None", bool]
 _Outcome = tuple[Any, "asyncio.AbstractEventLoop | None", Any, "BaseException | None"]
+
+
+def _failed(exc: Exception, fut: Any, loop: asyncio.AbstractEventLoop | None) -> _Outcome:
+    """The outcome of an operation that raised (call it inside the ``except``).
+
+    A retryable error (a PostgreSQL deadlock) is raised again: the whole transaction must go
+    to free its locks and the batch runs again.  A RelayError is the operation's answer
+    (insufficient quota...); anything else is a bug, logged, that must not sink the others.
+    """
+    if retryable(exc):
+        raise exc
+    if not isinstance(exc, RelayError):
+        log.exception("write operation failed")
+    return (fut, loop, None, exc)
 
 
 def _claim(fut: Any) -> bool:
