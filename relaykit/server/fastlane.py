@@ -185,6 +185,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, lane: Lane) -> None:
         self.lane = lane
+        # made by the loop that serves it; kept because each get_running_loop() is a getpid()
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.ip = ""
         self.buf = bytearray()
@@ -205,7 +207,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else ""
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.loop.time()
         self.lane.conns.add(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -216,7 +218,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.loop.time()
         if self.busy:  # pipelined: parsed once the answer in progress is written
             if len(self.buf) > PIPELINED_LIMIT and not self._read_paused and self.transport is not None:
                 self.transport.pause_reading()
@@ -252,7 +254,7 @@ class Connection(asyncio.Protocol):
         req.body = bytes(buf[start:start + length])
         del buf[:start + length]
         self.busy = True
-        self.task = asyncio.get_running_loop().create_task(self._serve(req))
+        self.task = self.loop.create_task(self._serve(req))
 
     def _parse(self, head: bytes) -> tuple[_Request | None, int]:
         if _CTL.search(head) is not None:
@@ -344,7 +346,7 @@ class Connection(asyncio.Protocol):
     def _finish(self, keep: bool) -> None:
         self.busy = False
         self.task = None
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.loop.time()
         if not keep or self.lane.closing or self._closed:
             self.close()
             return
@@ -382,7 +384,7 @@ class Connection(asyncio.Protocol):
         if self._closed:
             raise ConnectionResetError("The client closed the connection.")
         if self._write_paused:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self.loop.create_future()
             await self._drained
 
     def _answer_error(self, dialect: str, err: RelayError) -> int:
