@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -146,3 +147,25 @@ def test_db_migrate_upgrades_postgresql(tmp_path: Path, pg_url: str,  # noqa: F8
     assert code == 0 and orjson.loads(out) == {"applied": [], "pending": []}
     code, out, _ = _cli(capsys, "audit", "--config", str(cfg), "--json")
     assert code == 0 and orjson.loads(out) == {"ok": True, "users": []}
+
+
+def test_copy_of_an_old_sqlite_install_to_a_new_file_gets_small_pages(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # the way README gives an operator to move a 4 KB-page database to 1 KB pages
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as c:
+        c.execute("PRAGMA page_size=4096")
+        c.execute("PRAGMA journal_mode=wal")
+    source = Store(f"sqlite:///{old}")
+    source.migrate()
+    source.tx(lambda t: (accounts.create_user(t, "ann"), billing.topup(t, "ann", 4321)))
+    source.close()
+    new = f"sqlite:///{tmp_path / 'new.db'}"
+    code, out, err = _cli(capsys, "db", "copy", "--from", f"sqlite:///{old}", "--to", new, "--json")
+    assert code == 0, err
+    assert orjson.loads(out)["ok"]
+    with sqlite3.connect(tmp_path / "new.db") as c:
+        assert c.execute("PRAGMA page_size").fetchone()[0] == 1024
+    with sqlite3.connect(old) as c:
+        assert c.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert Store(new).tx(lambda t: t.User.get(t.User.name == "ann").balance) == 4321

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,34 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(store: Store) -> None:
     mode = store.tx(lambda t: t.db.execute_sql("PRAGMA journal_mode").fetchone()[0])
     timeout = store.tx(lambda t: t.db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
     assert mode == "wal" and timeout >= 5000
+
+
+def test_a_new_sqlite_database_gets_small_pages(store: Store) -> None:
+    # every page a commit touches is written to the WAL whole: 1 KB pages cut the bytes
+    # each request's two commits write (store/db.py)
+    assert store.tx(lambda t: t.db.execute_sql("PRAGMA page_size").fetchone()[0]) == 1024
+
+
+def test_an_existing_database_keeps_its_page_size_and_works(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as c:  # as an earlier relaykit created it: 4 KB pages, WAL
+        c.execute("PRAGMA page_size=4096")
+        c.execute("PRAGMA journal_mode=wal")
+        c.execute("CREATE TABLE keep_me (a)")
+    s = Store(f"sqlite:///{path}")
+    s.migrate()
+    s.start()
+    try:
+        user = s.tx(lambda t: accounts.create_user(t, "ann"))
+        s.tx(lambda t: billing.topup(t, "ann", 1000))
+        ticket = s.writer.call(partial(billing.place_hold, request_id="r1", user_id=user.id, token_id=None,
+                                token_limited=False, amount=300, model="m"))
+        s.writer.call(lambda t: billing.settle_hold(t, ticket, 120, None))
+        assert s.tx(lambda t: t.db.execute_sql("PRAGMA page_size").fetchone()[0]) == 4096
+        assert s.tx(lambda t: t.User.get(t.User.name == "ann").balance) == 880
+        assert all(a.ok for a in s.tx(billing.audit))
+    finally:
+        s.stop()
 
 
 def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
