@@ -17,8 +17,9 @@ from .pg import is_postgres_url, open_postgres
 # 1 KB pages for a database this creates (an existing file keeps its own size: SQLite
 # changes it only by a VACUUM outside WAL mode, and `relaykit db copy` to a new file).
 # Every page a commit touches goes to the WAL whole, and a request's two commits touch
-# ~10 pages (user, token, hold, ledger, log and their index leaves) of which each changes
-# a few dozen bytes: 4 KB pages made the WAL, and the disk writes its checkpoints sync,
+# ~11 (measured: the hold 2; the settlement 8 - user, token, hold, the ledger and its two
+# indexes, the log and its index - and more when a leaf splits), each changed by a few
+# dozen bytes: with 4 KB pages the WAL, and the disk writes its checkpoints sync, took
 # about 40 KB per request.  Measured with scripts/bench at concurrency 1 (3 000 req/s):
 # checkpoints 2.8 ms instead of 6.3, the relayed p99 1.1 ms instead of 1.8; scans of the
 # request log read ~15% slower, indexed reads no slower.  Must come before journal_mode.

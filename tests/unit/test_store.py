@@ -49,7 +49,7 @@ def test_an_existing_database_keeps_its_page_size_and_works(tmp_path: Path) -> N
         user = s.tx(lambda t: accounts.create_user(t, "ann"))
         s.tx(lambda t: billing.topup(t, "ann", 1000))
         ticket = s.writer.call(partial(billing.place_hold, request_id="r1", user_id=user.id, token_id=None,
-                                token_limited=False, amount=300, model="m"))
+                                       token_limited=False, amount=300, model="m"))
         s.writer.call(lambda t: billing.settle_hold(t, ticket, 120, None))
         assert s.tx(lambda t: t.db.execute_sql("PRAGMA page_size").fetchone()[0]) == 4096
         assert s.tx(lambda t: t.User.get(t.User.name == "ann").balance) == 880
