@@ -95,6 +95,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def written_bytes(pid: int) -> int | None:
+    """Bytes the process has sent toward the disk (page-cache writes included): the WAL and
+    the checkpoints.  None where /proc/PID/io cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -214,18 +226,21 @@ def main() -> int:
         for c in conc_json:
             rows = []
             cpu_used = 0.0
+            disk: int | None = 0
             relayed_count = 0
             for _ in range(args.rounds):
                 if use_wrk:
                     d = wrk_round(direct, key, c, args.seconds, load_core)
-                    c0 = cpu_seconds(relay.pid)
+                    c0, w0 = cpu_seconds(relay.pid), written_bytes(relay.pid)
                     r = wrk_round(relayed, key, c, args.seconds, load_core)
                 else:
                     n = max(50, int(200 * args.seconds)) if args.quick else int(2000 * args.seconds)
                     d = summarise(asyncio.run(closed_loop(direct, BODY, key, concurrency=c, requests=n)))
-                    c0 = cpu_seconds(relay.pid)
+                    c0, w0 = cpu_seconds(relay.pid), written_bytes(relay.pid)
                     r = summarise(asyncio.run(closed_loop(relayed, BODY, key, concurrency=c, requests=n)))
                 cpu_used += cpu_seconds(relay.pid) - c0
+                w1 = written_bytes(relay.pid)
+                disk = None if disk is None or w0 is None or w1 is None else disk + w1 - w0
                 relayed_count += int(r["count"])
                 rows.append((d, r))
             med = lambda k, i: statistics.median(row[i][k] for row in rows)  # noqa: E731
@@ -237,6 +252,7 @@ def main() -> int:
                 "added_p50_ms": statistics.median(r["p50"] - d["p50"] for d, r in rows),
                 "added_p99_ms": statistics.median(r["p99"] - d["p99"] for d, r in rows),
                 "cpu_s_per_1000": 1000 * cpu_used / relayed_count if relayed_count else 0.0,
+                "disk_kb_per_request": disk / 1024 / relayed_count if disk is not None and relayed_count else None,
                 "errors": sum(int(r["errors"]) for _, r in rows)})
 
         for c in conc_stream:
@@ -341,11 +357,12 @@ def report(res: dict[str, Any]) -> None:
           f"database in {m['database_dir']} ({m['database_fs'] or 'unknown fs'})")
     print("\nnon-stream (closed loop)")
     print(f"{'conc':>5} {'direct r/s':>11} {'relayed r/s':>12} {'ratio':>6} {'p50':>7} {'p90':>7} {'p99':>7} "
-          f"{'added p50':>10} {'added p99':>10} {'cpu s/1k':>9}")
+          f"{'added p50':>10} {'added p99':>10} {'cpu s/1k':>9} {'disk KB/req':>12}")
     for r in res["nonstream"]:
         print(f"{r['concurrency']:>5} {r['direct_rps']:>11.0f} {r['relayed_rps']:>12.0f} {r['ratio']:>6.2f} "
               f"{r['relayed_p50_ms']:>7.2f} {r['relayed_p90_ms']:>7.2f} {r['relayed_p99_ms']:>7.2f} "
-              f"{r['added_p50_ms']:>10.2f} {r['added_p99_ms']:>10.2f} {r['cpu_s_per_1000']:>9.3f}")
+              f"{r['added_p50_ms']:>10.2f} {r['added_p99_ms']:>10.2f} {r['cpu_s_per_1000']:>9.3f} "
+              f"{'?' if r['disk_kb_per_request'] is None else format(r['disk_kb_per_request'], '.1f'):>12}")
     print("\nstream")
     print(f"{'conc':>5} {'ttfb direct':>12} {'ttfb relayed':>13} {'added':>7} {'total p50':>10} {'total p99':>10}")
     for r in res["stream"]:
