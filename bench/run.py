@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -214,6 +215,8 @@ def main() -> int:
                                r"listening on (\S+)")
         procs.append(slow)
         cfg, key = setup_relay(tmp, up_url)
+        with sqlite3.connect(tmp / "bench.db") as db:  # the page size decides how much each commit writes
+            results["machine"]["database_page_size"] = db.execute("PRAGMA page_size").fetchone()[0]
         env = {**os.environ, "RELAYKIT_DATA_DIR": str(tmp)}
         relay, relay_url = start(pin([py, "-m", "relaykit", "serve", "--config", str(cfg), "--port", "0"], relay_core),
                                  r"listening on (\S+)", env)
@@ -354,7 +357,8 @@ def report(res: dict[str, Any]) -> None:
     m = res["machine"]
     print(f"machine: {m['cores']} cores, relaykit pinned apart from the load: {m['pinned']}, "
           f"load generator: {m['load_generator']}, fake upstream on the {m['upstream_core']} core, "
-          f"database in {m['database_dir']} ({m['database_fs'] or 'unknown fs'})")
+          f"database in {m['database_dir']} ({m['database_fs'] or 'unknown fs'}, "
+          f"{m['database_page_size']}-byte pages)")
     print("\nnon-stream (closed loop)")
     print(f"{'conc':>5} {'direct r/s':>11} {'relayed r/s':>12} {'ratio':>6} {'p50':>7} {'p90':>7} {'p99':>7} "
           f"{'added p50':>10} {'added p99':>10} {'cpu s/1k':>9} {'disk KB/req':>12}")

@@ -33,6 +33,7 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert "non-stream (closed loop)" in run.stdout and "memory:" in run.stdout
     # the machine line says where the database was, and each target is judged from the figures
     assert res["machine"]["database_dir"] == str(tmp_path.resolve()) and res["machine"]["upstream_core"] == "relay"
+    assert res["machine"]["database_page_size"] == 1024 and "1024-byte pages" in run.stdout
     targets = {t["target"]: t for t in res["targets"]}
     idle = targets["idle RSS"]
     assert idle["measured"] == res["memory"]["idle_rss_mb"] and idle["met"] == (idle["measured"] <= 60)
