@@ -14,8 +14,9 @@ import peewee
 from ..errors import ConfigError
 from .pg import is_postgres_url, open_postgres
 
-# 1 KB pages for a database this creates (an existing file keeps its own size: SQLite
-# changes it only by a VACUUM outside WAL mode, and `relaykit db copy` to a new file).
+# 1 KB pages for a database this creates.  An existing file keeps its own size (SQLite
+# changes it only by a VACUUM outside WAL mode); `relaykit db copy` to a new file moves an
+# old database to small pages.
 # Every page a commit touches goes to the WAL whole, and a request's two commits touch
 # ~11 (measured: the hold 2; the settlement 8 - user, token, hold, the ledger and its two
 # indexes, the log and its index - and more when a leaf splits), each changed by a few
